@@ -1,0 +1,68 @@
+"""create_app(Config) -> the ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from .config import Config
+from .expiry import run_sweeper
+from .handler import TusHandler
+from .lockers import Locker, MemoryLocker
+from .method_override import MethodOverrideMiddleware
+from .stores import DataStore, FileStore
+
+GREETING = """Welcome to tusd-py
+
+This is a tus resumable-upload server (https://tus.io). Uploads are created at {base_path}
+"""
+
+
+class _AnyMethod:
+    """A route endpoint that sees every method, so tus answers 405 itself (with Allow)."""
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.endpoint(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+def create_app(config: Config, store: DataStore | None = None, locker: Locker | None = None) -> Starlette:
+    store = store if store is not None else FileStore(config.upload_dir)
+    locker = locker if locker is not None else MemoryLocker(config.acquire_lock_timeout)
+    handler = TusHandler(config, store, locker)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as background:
+            if config.expiration > 0:
+                background.start_soon(
+                    run_sweeper, store, locker, config.expiration, config.expiration_sweep_interval
+                )
+            yield
+            background.cancel_scope.cancel()
+
+    async def greeting(request: Request) -> Response:
+        return PlainTextResponse(GREETING.format(base_path=config.base_path))
+
+    base = config.base_path
+    collection = _AnyMethod(handler.collection)
+    routes = [Route(base, collection), Route(base + "{upload_id:path}", _AnyMethod(handler.upload))]
+    if base != "/":
+        # tusd answers both /files and /files/ for creation.
+        routes.insert(0, Route(base.rstrip("/"), collection))
+        if config.show_greeting:
+            routes.append(Route("/", greeting))
+    app = Starlette(routes=routes, middleware=[Middleware(MethodOverrideMiddleware)], lifespan=lifespan)
+    app.state.handler = handler
+    return app

@@ -1,0 +1,87 @@
+"""`tusd-py`: tusd's flags -> Config -> uvicorn on a socket we bind ourselves
+(so `-port 0` works and the printed URL is the real one)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+
+import uvicorn
+
+from .app import create_app
+from .config import Config
+from .flags import Flag, FlagError, parse_bool, parse_duration, parse_flags, usage
+
+FLAGS = (
+    Flag("host", str, "host to bind the HTTP server to"),
+    Flag("port", int, "port to bind the HTTP server to (0 picks a free one)"),
+    Flag("base-path", str, "basepath of the HTTP server"),
+    Flag("upload-dir", str, "directory to store uploads in"),
+    Flag("max-size", int, "maximum size of a single upload in bytes (0 = unlimited)"),
+    Flag("disable-termination", parse_bool, "disable the termination extension"),
+    Flag("disable-concatenation", parse_bool, "disable the concatenation extension"),
+    Flag("expiration", parse_duration, "unfinished uploads expire this long after their last byte (0 disables)"),
+    Flag("expiration-sweep-interval", parse_duration, "how often expired uploads are removed"),
+    Flag("network-timeout", parse_duration, "timeout for reading the request body"),
+    Flag("acquire-lock-timeout", parse_duration, "how long a request waits for an upload's lock"),
+    Flag("show-greeting", parse_bool, "show the greeting message at /"),
+    Flag("verbose", parse_bool, "log more"),
+)
+
+
+def config_from_args(argv: Sequence[str]) -> Config:
+    values = parse_flags(FLAGS, argv)
+    known = {field.name for field in fields(Config)}
+    return Config(**{name.replace("-", "_"): value for name, value in values.items() if name.replace("-", "_") in known})
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if any(arg.lstrip("-") in ("h", "help") for arg in args):
+        print(usage("tusd-py", FLAGS))
+        return 0
+    try:
+        config = config_from_args(args)
+    except FlagError as error:
+        print(f"tusd-py: {error}\n{usage('tusd-py', FLAGS)}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO if config.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        sock = _bind(config.host, config.port)
+    except OSError as error:
+        print(f"tusd-py: cannot listen on {config.host}:{config.port}: {error}", file=sys.stderr)
+        return 1
+    port = sock.getsockname()[1]
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    app = create_app(config)
+    print(f"tusd-py: uploads in {app.state.handler.store.directory}", flush=True)
+    print(f"tusd-py: serving at http://{host}:{port}{config.base_path}", flush=True)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            http="httptools",
+            loop="uvloop",
+            lifespan="on",
+            # Location is built from Host; forwarded headers count only with -behind-proxy.
+            proxy_headers=False,
+            server_header=False,
+            access_log=False,
+            log_level="info" if config.verbose else "warning",
+        )
+    )
+    server.run(sockets=[sock])
+    return 0

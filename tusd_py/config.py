@@ -1,0 +1,30 @@
+"""One typed configuration; field names are tusd's flag names with '_' for '-'."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def normalize_base_path(path: str) -> str:
+    return "/" + path.strip("/") + "/" if path.strip("/") else "/"
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_path: str = "/files/"
+    upload_dir: str = "./data"
+    max_size: int = 0  # bytes; 0 = unlimited
+    disable_termination: bool = False
+    disable_concatenation: bool = False
+    # Unfinished uploads expire this long after their last stored byte; 0 disables expiration.
+    expiration: float = 7 * 24 * 3600.0
+    expiration_sweep_interval: float = 60.0
+    network_timeout: float = 60.0
+    acquire_lock_timeout: float = 20.0
+    show_greeting: bool = True
+    verbose: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_path", normalize_base_path(self.base_path))

@@ -1,0 +1,85 @@
+"""The error catalogue: every failure a client can see, as tusd names it.
+
+A `TusError` carries an HTTP status, a tusd-style `ERR_*` code and a short
+message. It is raised anywhere below the HTTP edge and rendered once, in
+`handler.py`, as `text/plain` `"ERR_CODE: message\n"` (no body on HEAD).
+
+    TusError
+      ├── 400  malformed or contradictory headers, interrupted bodies
+      ├── 403  PATCH to a final upload, forbidden body on a final POST
+      ├── 404  unknown (or invalid) upload id
+      ├── 405  method not allowed on this path
+      ├── 409  Upload-Offset does not match the stored offset
+      ├── 410  upload expired
+      ├── 412  missing or unsupported Tus-Resumable
+      ├── 413  upload or body larger than allowed
+      ├── 415  wrong PATCH Content-Type
+      ├── 460  per-request checksum mismatch
+      └── 500  read timeout, connection reset, lock timeout (clients retry 5xx)
+"""
+
+from __future__ import annotations
+
+
+class TusError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        return f"{self.code}: {self.message}\n".encode()
+
+
+def bad_request(code: str, message: str) -> TusError:
+    return TusError(400, code, message)
+
+
+# Errors that carry no per-request detail, shared as ready-made factories.
+def upload_not_found() -> TusError:
+    return TusError(404, "ERR_UPLOAD_NOT_FOUND", "upload not found")
+
+
+def upload_expired() -> TusError:
+    return TusError(410, "ERR_UPLOAD_EXPIRED", "upload has expired")
+
+
+def mismatched_offset(current: int) -> TusError:
+    # The 409 carries the current offset (tus 1.1 draft; harmless in 1.0.x) so a
+    # client can resume without another HEAD.
+    return TusError(
+        409,
+        "ERR_MISMATCHED_OFFSET",
+        f"mismatched offset, the upload is at offset {current}",
+        {"Upload-Offset": str(current)},
+    )
+
+
+def size_exceeded(message: str = "upload's size exceeded") -> TusError:
+    return TusError(413, "ERR_UPLOAD_SIZE_EXCEEDED", message)
+
+
+def max_size_exceeded(max_size: int) -> TusError:
+    return TusError(413, "ERR_MAX_SIZE_EXCEEDED", f"maximum size of {max_size} bytes exceeded")
+
+
+def checksum_mismatch() -> TusError:
+    return TusError(460, "ERR_CHECKSUM_MISMATCH", "checksum mismatch, the request's bytes were discarded")
+
+
+def read_timeout() -> TusError:
+    return TusError(500, "ERR_READ_TIMEOUT", "timeout while reading request body")
+
+
+def unexpected_eof() -> TusError:
+    return TusError(400, "ERR_UNEXPECTED_EOF", "request body ended early")
+
+
+def lock_timeout() -> TusError:
+    return TusError(500, "ERR_LOCK_TIMEOUT", "failed to acquire the upload's lock in time")
+
+
+def upload_interrupted() -> TusError:
+    return TusError(400, "ERR_UPLOAD_INTERRUPTED", "upload was interrupted by another request for it")

@@ -1,0 +1,55 @@
+"""Expiration: unfinished uploads live `expiration` seconds past their last
+stored byte (sliding, tus expiration extension), then answer 410 until the
+sweeper removes their data and info."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+
+from .errors import TusError
+from .info import UploadInfo
+from .lockers import Locker
+from .stores import DataStore, UploadNotFound
+
+log = logging.getLogger("tusd_py")
+
+
+def expires_at(info: UploadInfo, lifetime: float) -> float | None:
+    """When the upload expires, or None if it never does."""
+    if lifetime <= 0 or info.is_complete:
+        return None
+    return info.updated_at + lifetime
+
+
+def is_expired(info: UploadInfo, lifetime: float, now: float | None = None) -> bool:
+    deadline = expires_at(info, lifetime)
+    return deadline is not None and (time.time() if now is None else now) >= deadline
+
+
+async def sweep_once(store: DataStore, locker: Locker, lifetime: float) -> int:
+    """Remove every expired unfinished upload; returns how many were removed."""
+    removed = 0
+    async for upload_id in store.list_ids():
+        try:
+            async with locker.hold(upload_id, interrupt=False):
+                info = await store.get_info(upload_id)
+                if is_expired(info, lifetime):
+                    await store.terminate(upload_id)
+                    removed += 1
+        except (UploadNotFound, TusError):  # gone meanwhile, or busy: next sweep
+            continue
+    return removed
+
+
+async def run_sweeper(store: DataStore, locker: Locker, lifetime: float, interval: float) -> None:
+    while True:
+        try:
+            removed = await sweep_once(store, locker, lifetime)
+            if removed:
+                log.info("expiration sweep removed %d upload(s)", removed)
+        except Exception:  # a bad file must not stop future sweeps
+            log.exception("expiration sweep failed")
+        await anyio.sleep(interval)

@@ -1,0 +1,328 @@
+"""One method per tus request: HTTP in, store calls out.
+
+Every header is validated before the body is touched (uvicorn sends
+`100 Continue` on the first read, so a rejected request costs no upload), and
+every failure is a `TusError` rendered once, by `_render_error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import protocol
+from .body import BodyReader
+from .checksum import SUPPORTED as CHECKSUM_ALGORITHMS
+from .checksum import new_hasher
+from .config import Config
+from .errors import (
+    TusError,
+    bad_request,
+    checksum_mismatch,
+    max_size_exceeded,
+    mismatched_offset,
+    size_exceeded,
+    upload_expired,
+    upload_interrupted,
+    upload_not_found,
+)
+from .expiry import expires_at, is_expired
+from .info import UploadInfo
+from .lockers import Locker
+from .stores import DataStore, UploadNotFound
+
+log = logging.getLogger("tusd_py")
+
+Endpoint = Callable[[Request, str], Awaitable[Response]]
+
+
+class TusHandler:
+    def __init__(self, config: Config, store: DataStore, locker: Locker) -> None:
+        self.config = config
+        self.store = store
+        self.locker = locker
+        extensions = ["creation", "creation-with-upload", "creation-defer-length"]
+        if not config.disable_termination:
+            extensions.append("termination")
+        if config.expiration > 0:
+            extensions.append("expiration")
+        extensions.append("checksum")
+        if not config.disable_concatenation:
+            extensions.append("concatenation")
+        self.extensions = tuple(extensions)
+        self._upload_methods: dict[str, Endpoint] = {"OPTIONS": self.options, "HEAD": self.head, "PATCH": self.patch}
+        if not config.disable_termination:
+            self._upload_methods["DELETE"] = self.delete
+
+    # --- dispatch ----------------------------------------------------------------
+
+    async def collection(self, request: Request) -> Response:
+        """The creation URL (`/files/`): POST creates, OPTIONS describes."""
+        methods: dict[str, Endpoint] = {"OPTIONS": self.options, "POST": self.create}
+        return await self._dispatch(request, methods, "")
+
+    async def upload(self, request: Request) -> Response:
+        """An upload URL (`/files/<id>`)."""
+        return await self._dispatch(request, self._upload_methods, request.path_params["upload_id"])
+
+    async def _dispatch(self, request: Request, methods: dict[str, Endpoint], upload_id: str) -> Response:
+        try:
+            endpoint = methods.get(request.method)
+            if endpoint is None:
+                raise TusError(405, "ERR_METHOD_NOT_ALLOWED", f"method {request.method} is not allowed here",
+                               {"Allow": ", ".join(methods)})
+            if request.method != "OPTIONS":
+                # Tus-Resumable is required on every request but OPTIONS, which must ignore it.
+                protocol.check_tus_resumable(request.headers.get("tus-resumable"))
+            if upload_id and not protocol.is_valid_upload_id(upload_id):
+                # Never let a hostile id near the filesystem.
+                raise upload_not_found()
+            return await endpoint(request, upload_id)
+        except TusError as error:
+            return self._render_error(request, error)
+
+    def _render_error(self, request: Request, error: TusError) -> Response:
+        if error.status >= 500:
+            log.warning("%s %s -> %d %s", request.method, request.url.path, error.status, error.code)
+        body = b"" if request.method == "HEAD" else error.body()
+        return _response(error.status, error.headers, body, "text/plain; charset=utf-8")
+
+    # --- OPTIONS -----------------------------------------------------------------
+
+    async def options(self, request: Request, upload_id: str) -> Response:
+        # 200 rather than 204: some browsers reject a 204 preflight (tusd does the same).
+        headers = {
+            "Tus-Version": ",".join(protocol.SUPPORTED_VERSIONS),
+            "Tus-Extension": ",".join(self.extensions),
+            "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS),
+        }
+        if self.config.max_size > 0:
+            headers["Tus-Max-Size"] = str(self.config.max_size)
+        return _response(200, headers)
+
+    # --- POST (creation, creation-with-upload, concatenation) ---------------------
+
+    async def create(self, request: Request, _: str) -> Response:
+        headers = request.headers
+        concat = None if self.config.disable_concatenation else protocol.parse_concat(headers.get("upload-concat"))
+        metadata = protocol.parse_metadata(headers.get("upload-metadata"))
+        # Like tusd, a body whose Content-Type is not offset+octet-stream is not
+        # upload data (some HTTP clients force a default type): it is ignored.
+        with_body = protocol.is_offset_octet_stream(headers.get("content-type"))
+        content_length = protocol.parse_content_length(headers.get("content-length"))
+        checksum = protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS) if with_body else None
+        _reject_checksum_trailer(request)
+
+        if concat is not None and concat.is_final:
+            if with_body and content_length != 0:
+                raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot carry data")
+            info = await self._concatenate(request, concat, metadata)
+            return _response(201, {"Location": self._url(request, info.id)})
+
+        size = protocol.parse_creation_length(headers.get("upload-length"), headers.get("upload-defer-length"))
+        if size is not None:
+            self._check_max_size(size)
+            if with_body and content_length is not None and content_length > size:
+                raise size_exceeded("body is longer than Upload-Length")
+        info = UploadInfo(
+            id=secrets.token_hex(16),
+            size=size,
+            metadata=metadata,
+            is_partial=concat is not None and concat.is_partial,
+        )
+        info = await self.store.create(info)
+        response_headers = {"Location": self._url(request, info.id)}
+        if with_body:
+            interrupt = anyio.CancelScope()
+            async with self.locker.hold(info.id, interrupt.cancel):
+                info, failure = await self._receive(request, info, content_length, checksum, interrupt)
+            if failure is not None:
+                if failure.status == 460:
+                    # Nothing of a failed creation-with-upload is worth keeping,
+                    # and a client that got no Location cannot resume it anyway.
+                    await self.store.terminate(info.id)
+                else:
+                    failure.headers.update(response_headers)
+                raise failure
+            response_headers["Upload-Offset"] = str(info.offset)
+        self._add_expires(response_headers, info)
+        return _response(201, response_headers)
+
+    async def _concatenate(self, request: Request, concat: protocol.Concat, metadata: dict[str, str]) -> UploadInfo:
+        partial_ids = [protocol.upload_id_from_url(url, self.config.base_path) for url in concat.partial_urls]
+        partials = []
+        for partial_id in partial_ids:
+            partial = await self._load(partial_id)
+            if not partial.is_partial:
+                raise bad_request("ERR_INVALID_CONCAT", f"upload {partial_id} is not a partial upload")
+            if not partial.is_complete:
+                raise bad_request("ERR_UPLOAD_NOT_FINISHED", f"partial upload {partial_id} is not finished")
+            partials.append(partial)
+        size = sum(partial.size or 0 for partial in partials)
+        self._check_max_size(size)
+        # Partial metadata is never inherited (concatenation: SHALL NOT).
+        final = UploadInfo(
+            id=secrets.token_hex(16), size=size, metadata=metadata, is_final=True, partial_uploads=tuple(partial_ids)
+        )
+        return await self.store.concatenate(final, partials)
+
+    # --- HEAD ----------------------------------------------------------------------
+
+    async def head(self, request: Request, upload_id: str) -> Response:
+        async with self.locker.hold(upload_id):
+            info = await self._load(upload_id)
+        headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
+        if info.size is None:
+            headers["Upload-Defer-Length"] = "1"
+        else:
+            headers["Upload-Length"] = str(info.size)
+        if info.metadata:
+            headers["Upload-Metadata"] = protocol.format_metadata(info.metadata)
+        if info.is_partial:
+            headers["Upload-Concat"] = "partial"
+        elif info.is_final:
+            urls = " ".join(self._url(request, partial_id) for partial_id in info.partial_uploads)
+            headers["Upload-Concat"] = f"final;{urls}"
+        self._add_expires(headers, info)
+        return _response(200, headers)
+
+    # --- PATCH -------------------------------------------------------------------------
+
+    async def patch(self, request: Request, upload_id: str) -> Response:
+        headers = request.headers
+        if not protocol.is_offset_octet_stream(headers.get("content-type")):
+            raise TusError(415, "ERR_INVALID_CONTENT_TYPE",
+                           f"PATCH requires Content-Type: {protocol.OFFSET_OCTET_STREAM}")
+        offset = protocol.parse_offset(headers.get("upload-offset"))
+        upload_length = headers.get("upload-length")
+        declared_size = None if upload_length is None else protocol.parse_int(
+            upload_length, code="ERR_INVALID_UPLOAD_LENGTH", name="Upload-Length")
+        content_length = protocol.parse_content_length(headers.get("content-length"))
+        checksum = protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS)
+        _reject_checksum_trailer(request)
+
+        interrupt = anyio.CancelScope()
+        async with self.locker.hold(upload_id, interrupt.cancel):
+            info = await self._load(upload_id)
+            if info.is_final:
+                raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot be modified")
+            if offset != info.offset:
+                raise mismatched_offset(info.offset)
+            if declared_size is not None:
+                info = await self._declare_size(info, declared_size)
+            info, failure = await self._receive(request, info, content_length, checksum, interrupt)
+        if failure is not None:
+            raise failure
+        response_headers = {"Upload-Offset": str(info.offset)}
+        self._add_expires(response_headers, info)
+        return _response(204, response_headers)
+
+    async def _declare_size(self, info: UploadInfo, size: int) -> UploadInfo:
+        if info.size is not None:
+            if size != info.size:
+                raise bad_request("ERR_INVALID_UPLOAD_LENGTH", "Upload-Length cannot be changed once set")
+            return info
+        if size < info.offset:
+            raise bad_request("ERR_INVALID_UPLOAD_LENGTH", "Upload-Length is smaller than the current offset")
+        self._check_max_size(size)
+        return await self.store.declare_length(info, size)
+
+    async def _receive(
+        self,
+        request: Request,
+        info: UploadInfo,
+        content_length: int | None,
+        checksum: protocol.Checksum | None,
+        interrupt: anyio.CancelScope,
+    ) -> tuple[UploadInfo, TusError | None]:
+        """Stream the body into the upload; returns the new info and the error to answer, if any.
+
+        Bytes that arrived are kept whatever goes wrong, unless the request
+        carries a checksum: then they count only once it is verified.
+        """
+        if info.size is not None:
+            limit = info.size - info.offset
+            too_long = size_exceeded()
+        elif self.config.max_size > 0:
+            limit = self.config.max_size - info.offset
+            too_long = max_size_exceeded(self.config.max_size)
+        else:
+            limit = protocol.MAX_INT64 - info.offset
+            too_long = size_exceeded()
+        if content_length is not None and content_length > limit:
+            raise too_long  # before reading a byte
+        reader = BodyReader(request.stream(), limit=limit, idle_timeout=self.config.network_timeout)
+        hasher = new_hasher(checksum.algorithm) if checksum else None
+        failure: TusError | None = None
+        async with self.store.writer(info, transactional=checksum is not None,
+                                     observers=[hasher] if hasher else []) as writer:
+            try:
+                with interrupt:
+                    while (block := await reader.next_block()) is not None:
+                        await writer.append(block)
+            except TusError as error:
+                failure = error
+            with anyio.CancelScope(shield=True):
+                if reader.pending:
+                    await writer.append(reader.take_pending())
+            if interrupt.cancelled_caught:
+                failure = upload_interrupted()
+            elif failure is None and reader.overflowed:
+                failure = too_long
+            if hasher is not None and checksum is not None and failure is None:
+                if hasher.digest() != checksum.digest:
+                    failure = checksum_mismatch()
+                else:
+                    await writer.commit()
+        return replace(info, offset=writer.offset, updated_at=writer.updated_at), failure
+
+    # --- DELETE ------------------------------------------------------------------------
+
+    async def delete(self, request: Request, upload_id: str) -> Response:
+        async with self.locker.hold(upload_id):
+            await self._load(upload_id)
+            await self.store.terminate(upload_id)
+        return _response(204)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    async def _load(self, upload_id: str) -> UploadInfo:
+        try:
+            info = await self.store.get_info(upload_id)
+        except UploadNotFound:
+            raise upload_not_found() from None
+        if is_expired(info, self.config.expiration):
+            raise upload_expired()
+        return info
+
+    def _check_max_size(self, size: int) -> None:
+        if self.config.max_size > 0 and size > self.config.max_size:
+            raise max_size_exceeded(self.config.max_size)
+
+    def _add_expires(self, headers: dict[str, str], info: UploadInfo) -> None:
+        deadline = expires_at(info, self.config.expiration)
+        if deadline is not None:
+            headers["Upload-Expires"] = protocol.format_http_date(deadline)
+
+    def _url(self, request: Request, upload_id: str) -> str:
+        host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+        return f"{request.url.scheme}://{host}{self.config.base_path}{upload_id}"
+
+
+def _reject_checksum_trailer(request: Request) -> None:
+    # ASGI cannot deliver request trailers, so checksum-trailer is not offered.
+    if "upload-checksum" in request.headers.get("trailer", "").lower():
+        raise bad_request("ERR_INVALID_CHECKSUM", "checksums in trailers are not supported")
+
+
+def _response(status: int, headers: dict[str, str] | None = None, body: bytes = b"",
+              media_type: str | None = None) -> Response:
+    all_headers = {"Tus-Resumable": protocol.TUS_VERSION, "X-Content-Type-Options": "nosniff"}
+    all_headers.update(headers or {})
+    return Response(body, status_code=status, headers=all_headers, media_type=media_type)

@@ -1,0 +1,77 @@
+"""UploadInfo, and the tusd `.info` JSON codec.
+
+The JSON field names are tusd's `FileInfo` (`ID`, `Size`, `SizeIsDeferred`,
+`Offset`, `MetaData`, `IsPartial`, `IsFinal`, `PartialUploads`, `Storage`), so
+an upload directory written by tusd is served by us and the other way round.
+Unknown fields are ignored on read, as Go's decoder does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    id: str
+    size: int | None  # None while the length is deferred
+    offset: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+    is_partial: bool = False
+    is_final: bool = False
+    partial_uploads: tuple[str, ...] = ()
+    storage: dict[str, str] = field(default_factory=dict)
+    # When bytes were last stored (unix time); drives sliding expiration. The
+    # store derives it (the file store from the data file's mtime); it is not
+    # part of the .info document.
+    updated_at: float = 0.0
+
+    @property
+    def size_is_deferred(self) -> bool:
+        return self.size is None
+
+    @property
+    def is_complete(self) -> bool:
+        return self.size is not None and self.offset == self.size
+
+    def with_offset(self, offset: int) -> UploadInfo:
+        return replace(self, offset=offset)
+
+    def with_size(self, size: int) -> UploadInfo:
+        return replace(self, size=size)
+
+
+def encode(info: UploadInfo) -> bytes:
+    document: dict[str, Any] = {
+        "ID": info.id,
+        "Size": info.size if info.size is not None else 0,
+        "SizeIsDeferred": info.size_is_deferred,
+        "Offset": info.offset,
+        "MetaData": info.metadata,
+        "IsPartial": info.is_partial,
+        "IsFinal": info.is_final,
+        "PartialUploads": list(info.partial_uploads) if info.is_final else None,
+        "Storage": info.storage,
+    }
+    return json.dumps(document).encode()
+
+
+def decode(raw: bytes) -> UploadInfo:
+    """Parse a `.info` document; raises ValueError if it is not one."""
+    document = json.loads(raw)
+    if not isinstance(document, dict) or not isinstance(document.get("ID"), str):
+        raise ValueError("not a tus upload info document")
+    deferred = bool(document.get("SizeIsDeferred", False))
+    metadata = document.get("MetaData") or {}
+    return UploadInfo(
+        id=document["ID"],
+        size=None if deferred else int(document.get("Size", 0)),
+        offset=int(document.get("Offset", 0)),
+        metadata={str(k): "" if v is None else str(v) for k, v in metadata.items()},
+        is_partial=bool(document.get("IsPartial", False)),
+        is_final=bool(document.get("IsFinal", False)),
+        partial_uploads=tuple(document.get("PartialUploads") or ()),
+        storage={str(k): str(v) for k, v in (document.get("Storage") or {}).items()},
+    )

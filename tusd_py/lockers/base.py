@@ -1,0 +1,25 @@
+"""The locking interface: one request at a time per upload.
+
+A request that wants a busy upload asks the holder to let go (tusd's lock
+release): the holder's `on_release_request` callback fires, it stops reading
+its body, keeps what it stored and releases. A waiter that still has no lock
+after the acquire timeout fails with 500 ERR_LOCK_TIMEOUT. Background work
+(the expiration sweeper) passes `interrupt=False`: it never disturbs a
+running request and fails at once with the same error if the upload is busy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+
+def _ignore() -> None:
+    pass
+
+
+class Locker(Protocol):
+    def hold(
+        self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
+    ) -> AbstractAsyncContextManager[None]: ...

@@ -1,0 +1,44 @@
+"""In-process locker: correct for a single worker process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+
+from ..errors import lock_timeout
+from .base import _ignore
+
+
+@dataclass
+class _Holder:
+    on_release_request: Callable[[], None]
+    released: anyio.Event = field(default_factory=anyio.Event)
+
+
+class MemoryLocker:
+    def __init__(self, acquire_timeout: float = 20.0) -> None:
+        self.acquire_timeout = acquire_timeout
+        self._holders: dict[str, _Holder] = {}
+
+    @asynccontextmanager
+    async def hold(
+        self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
+    ) -> AsyncIterator[None]:
+        if not interrupt and upload_id in self._holders:
+            raise lock_timeout()
+        with anyio.move_on_after(self.acquire_timeout) as waiting:
+            while (current := self._holders.get(upload_id)) is not None:
+                current.on_release_request()
+                await current.released.wait()
+        if waiting.cancelled_caught:
+            raise lock_timeout()
+        holder = _Holder(on_release_request)
+        self._holders[upload_id] = holder
+        try:
+            yield
+        finally:
+            del self._holders[upload_id]
+            holder.released.set()

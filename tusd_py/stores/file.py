@@ -1,0 +1,227 @@
+"""Local-disk store with tusd's filestore layout.
+
+    <upload-dir>/<id>            the upload's bytes; its size is the offset
+    <upload-dir>/<id>.info       tusd FileInfo JSON, replaced atomically
+    <upload-dir>/<id>.rollback   while a checksummed request is in flight: the
+                                 offset to truncate back to if it never commits
+
+Bytes reach the page cache before the client hears about them, so a `kill -9`
+of the server never loses acknowledged bytes. A `.rollback` marker left by a
+crash is applied the next time the upload is loaded, so bytes of a request
+whose checksum was never verified are never counted.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from .. import info as info_codec
+from ..checksum import Hasher
+from ..info import UploadInfo
+from .base import UploadNotFound
+
+INFO_SUFFIX = ".info"
+ROLLBACK_SUFFIX = ".rollback"
+
+
+class FileStore:
+    def __init__(self, upload_dir: str | os.PathLike[str], *, file_perms: int = 0o664, dir_perms: int = 0o775) -> None:
+        self.directory = Path(upload_dir).absolute()
+        self.file_perms = file_perms
+        self.directory.mkdir(mode=dir_perms, parents=True, exist_ok=True)
+        # Disk work gets its own threads so hooks or other sync code can't starve uploads.
+        self._limiter = anyio.CapacityLimiter(32)
+
+    # Paths. Callers validate ids (protocol.is_valid_upload_id) before they get here.
+    def data_path(self, upload_id: str) -> Path:
+        return self.directory / upload_id
+
+    def info_path(self, upload_id: str) -> Path:
+        return self.directory / (upload_id + INFO_SUFFIX)
+
+    def _rollback_path(self, upload_id: str) -> Path:
+        return self.directory / (upload_id + ROLLBACK_SUFFIX)
+
+    async def _run(self, func, *args):  # type: ignore[no-untyped-def]
+        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+
+    # --- info ------------------------------------------------------------------
+
+    def _storage_fields(self, upload_id: str) -> dict[str, str]:
+        return {"Type": "filestore", "Path": str(self.data_path(upload_id)), "InfoPath": str(self.info_path(upload_id))}
+
+    def _write_info(self, info: UploadInfo) -> None:
+        # Write a temp file and rename it over the old one: a reader (or a
+        # restart after a crash) sees the old document or the new, never half.
+        target = self.info_path(info.id)
+        temp = target.with_name(f"{target.name}.{secrets.token_hex(4)}.tmp")
+        with open(temp, "wb") as f:
+            f.write(info_codec.encode(info))
+        os.chmod(temp, self.file_perms)
+        os.replace(temp, target)
+
+    def _load(self, upload_id: str) -> UploadInfo:
+        try:
+            raw = self.info_path(upload_id).read_bytes()
+            info = info_codec.decode(raw)
+        except (OSError, ValueError) as exc:
+            raise UploadNotFound(upload_id) from exc
+        self._apply_rollback(upload_id)
+        try:
+            stat = os.stat(self.data_path(upload_id))
+        except OSError as exc:
+            raise UploadNotFound(upload_id) from exc
+        return replace(info, id=upload_id, offset=stat.st_size, updated_at=stat.st_mtime, storage=self._storage_fields(upload_id))
+
+    def _apply_rollback(self, upload_id: str) -> None:
+        marker = self._rollback_path(upload_id)
+        try:
+            start = int(marker.read_text())
+        except FileNotFoundError:
+            return
+        with open(self.data_path(upload_id), "r+b") as f:
+            if os.fstat(f.fileno()).st_size > start:
+                f.truncate(start)
+        marker.unlink()
+
+    async def get_info(self, upload_id: str) -> UploadInfo:
+        return await self._run(self._load, upload_id)
+
+    async def create(self, info: UploadInfo) -> UploadInfo:
+        info = replace(info, storage=self._storage_fields(info.id))
+
+        def create_files() -> UploadInfo:
+            fd = os.open(self.data_path(info.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_perms)
+            try:
+                stat = os.fstat(fd)
+            finally:
+                os.close(fd)
+            self._write_info(info)
+            return replace(info, updated_at=stat.st_mtime)
+
+        return await self._run(create_files)
+
+    async def declare_length(self, info: UploadInfo, size: int) -> UploadInfo:
+        info = info.with_size(size)
+        await self._run(self._write_info, info)
+        return info
+
+    async def terminate(self, upload_id: str) -> None:
+        def remove() -> None:
+            # The info goes first: once it is gone the upload no longer exists.
+            for path in (self.info_path(upload_id), self.data_path(upload_id), self._rollback_path(upload_id)):
+                path.unlink(missing_ok=True)
+
+        await self._run(remove)
+
+    async def concatenate(self, final: UploadInfo, partials: Sequence[UploadInfo]) -> UploadInfo:
+        final = replace(final, storage=self._storage_fields(final.id))
+
+        def build() -> UploadInfo:
+            # Assemble under a temporary name so a crash never leaves a final
+            # upload whose bytes are short; the info is written last.
+            target = self.data_path(final.id)
+            temp = target.with_name(f"{target.name}.{secrets.token_hex(4)}.concat")
+            try:
+                with open(temp, "wb") as out:
+                    for partial in partials:
+                        with open(self.data_path(partial.id), "rb") as src:
+                            shutil.copyfileobj(src, out, 1 << 20)
+                os.chmod(temp, self.file_perms)
+                os.replace(temp, target)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            self._write_info(final.with_offset(final.size or 0))
+            return replace(final, offset=final.size or 0, updated_at=os.stat(target).st_mtime)
+
+        return await self._run(build)
+
+    async def list_ids(self) -> AsyncIterator[str]:
+        names = await self._run(os.listdir, self.directory)
+        for name in names:
+            if name.endswith(INFO_SUFFIX):
+                yield name[: -len(INFO_SUFFIX)]
+
+    # --- writing ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def writer(
+        self, info: UploadInfo, *, transactional: bool, observers: Sequence[Hasher] = ()
+    ) -> AsyncIterator[_FileWriter]:
+        writer = _FileWriter(self, info, transactional, observers)
+        await self._run(writer.open)
+        try:
+            yield writer
+        finally:
+            # Runs even when the request was cancelled: the bytes must be
+            # settled (kept, or rolled back) before the lock is released.
+            with anyio.CancelScope(shield=True):
+                await self._run(writer.close)
+
+
+class _FileWriter:
+    def __init__(self, store: FileStore, info: UploadInfo, transactional: bool, observers: Sequence[Hasher]) -> None:
+        self._store = store
+        self._id = info.id
+        self._start = info.offset
+        self._written = 0
+        self._transactional = transactional
+        self._committed = False
+        self._observers = observers
+        self._fd = -1
+        self.updated_at = info.updated_at
+
+    @property
+    def offset(self) -> int:
+        if self._transactional and not self._committed:
+            return self._start
+        return self._start + self._written
+
+    def open(self) -> None:
+        self._fd = os.open(self._store.data_path(self._id), os.O_WRONLY)
+        if self._transactional:
+            marker = self._store._rollback_path(self._id)
+            temp = marker.with_name(marker.name + ".tmp")
+            temp.write_text(str(self._start))
+            os.replace(temp, marker)
+
+    async def append(self, block: bytes | bytearray) -> None:
+        await self._store._run(self._append, block)
+
+    def _append(self, block: bytes | bytearray) -> None:
+        view = memoryview(block)
+        position = self._start + self._written
+        while view:
+            n = os.pwrite(self._fd, view, position)
+            position += n
+            self._written += n
+            view = view[n:]
+        for observer in self._observers:
+            observer.update(block)
+
+    async def commit(self) -> None:
+        await self._store._run(self._commit)
+
+    def _commit(self) -> None:
+        self._store._rollback_path(self._id).unlink(missing_ok=True)
+        self._committed = True
+
+    def close(self) -> None:
+        try:
+            if self._transactional and not self._committed:
+                os.ftruncate(self._fd, self._start)
+                self._store._rollback_path(self._id).unlink(missing_ok=True)
+                self._written = 0
+            self.updated_at = os.fstat(self._fd).st_mtime
+        finally:
+            os.close(self._fd)
