@@ -55,9 +55,21 @@ def start_server(upload_dir: Path, *args: str) -> TusServer:
     upload_dir.mkdir(parents=True, exist_ok=True)
     log_path = upload_dir.parent / f"{upload_dir.name}-server.log"
     log_file = open(log_path, "ab")
-    command = [sys.executable, "-m", "tusd_py", "-host", "127.0.0.1", "-port", "0",
-               "-upload-dir", str(upload_dir), *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file, bufsize=0, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "tusd_py",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        "0",
+        "-upload-dir",
+        str(upload_dir),
+        *args,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=log_file, bufsize=0, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     log_file.close()
     assert process.stdout is not None
     selector = selectors.DefaultSelector()

@@ -46,9 +46,7 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as background:
             if config.expiration > 0:
-                background.start_soon(
-                    run_sweeper, store, locker, config.expiration, config.expiration_sweep_interval
-                )
+                background.start_soon(run_sweeper, store, locker, config.expiration, config.expiration_sweep_interval)
             yield
             background.cancel_scope.cancel()
 

@@ -13,7 +13,7 @@ import uvicorn
 
 from .app import create_app
 from .config import Config
-from .flags import Flag, FlagError, parse_bool, parse_duration, parse_flags, usage
+from .flags import Flag, FlagError, HelpRequested, parse_bool, parse_duration, parse_flags, usage
 
 FLAGS = (
     Flag("host", str, "host to bind the HTTP server to"),
@@ -35,7 +35,9 @@ FLAGS = (
 def config_from_args(argv: Sequence[str]) -> Config:
     values = parse_flags(FLAGS, argv)
     known = {field.name for field in fields(Config)}
-    return Config(**{name.replace("-", "_"): value for name, value in values.items() if name.replace("-", "_") in known})
+    return Config(
+        **{name.replace("-", "_"): value for name, value in values.items() if name.replace("-", "_") in known}
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -50,16 +52,18 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    if any(arg.lstrip("-") in ("h", "help") for arg in args):
-        print(usage("tusd-py", FLAGS))
-        return 0
     try:
         config = config_from_args(args)
+    except HelpRequested:
+        print(usage("tusd-py", FLAGS))
+        return 0
     except FlagError as error:
         print(f"tusd-py: {error}\n{usage('tusd-py', FLAGS)}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO if config.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if config.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         sock = _bind(config.host, config.port)
     except OSError as error:

@@ -39,8 +39,10 @@ async def sweep_once(store: DataStore, locker: Locker, lifetime: float) -> int:
                 if is_expired(info, lifetime):
                     await store.terminate(upload_id)
                     removed += 1
-        except (UploadNotFound, TusError):  # gone meanwhile, or busy: next sweep
+        except (UploadNotFound, TusError):  # gone meanwhile, unreadable, or busy: next sweep
             continue
+        except Exception:  # one broken entry must not stop the sweep for the others
+            log.exception("expiration sweep: skipping upload %s", upload_id)
     return removed
 
 

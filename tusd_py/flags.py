@@ -18,6 +18,10 @@ class FlagError(Exception):
     pass
 
 
+class HelpRequested(FlagError):
+    """`-h` or `-help` was given (Go prints the usage and exits 0)."""
+
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -75,6 +79,8 @@ def parse_flags(flags: Sequence[Flag], argv: Sequence[str]) -> dict[str, Any]:
             raise FlagError(f"unexpected argument {arg!r}")
         name, has_value, value = arg.lstrip("-").partition("=")
         flag = by_name.get(name)
+        if flag is None and name in ("h", "help"):
+            raise HelpRequested(name)
         if flag is None:
             raise FlagError(f"flag provided but not defined: -{name}")
         if not has_value:

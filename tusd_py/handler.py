@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import replace
 
 import anyio
@@ -75,8 +76,12 @@ class TusHandler:
         try:
             endpoint = methods.get(request.method)
             if endpoint is None:
-                raise TusError(405, "ERR_METHOD_NOT_ALLOWED", f"method {request.method} is not allowed here",
-                               {"Allow": ", ".join(methods)})
+                raise TusError(
+                    405,
+                    "ERR_METHOD_NOT_ALLOWED",
+                    f"method {request.method} is not allowed here",
+                    {"Allow": ", ".join(methods)},
+                )
             if request.method != "OPTIONS":
                 # Tus-Resumable is required on every request but OPTIONS, which must ignore it.
                 protocol.check_tus_resumable(request.headers.get("tus-resumable"))
@@ -116,26 +121,28 @@ class TusHandler:
         # upload data (some HTTP clients force a default type): it is ignored.
         with_body = protocol.is_offset_octet_stream(headers.get("content-type"))
         content_length = protocol.parse_content_length(headers.get("content-length"))
-        checksum = protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS) if with_body else None
+        checksum = (
+            protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS) if with_body else None
+        )
         _reject_checksum_trailer(request)
 
         if concat is not None and concat.is_final:
             if with_body and content_length != 0:
                 raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot carry data")
-            info = await self._concatenate(request, concat, metadata)
+            info = await self._concatenate(concat, metadata)
             return _response(201, {"Location": self._url(request, info.id)})
 
         size = protocol.parse_creation_length(headers.get("upload-length"), headers.get("upload-defer-length"))
         if size is not None:
             self._check_max_size(size)
-            if with_body and content_length is not None and content_length > size:
-                raise size_exceeded("body is longer than Upload-Length")
         info = UploadInfo(
             id=secrets.token_hex(16),
             size=size,
             metadata=metadata,
             is_partial=concat is not None and concat.is_partial,
         )
+        if with_body:
+            self._check_body_fits(info, content_length)  # before anything is created
         info = await self.store.create(info)
         response_headers = {"Location": self._url(request, info.id)}
         if with_body:
@@ -154,23 +161,29 @@ class TusHandler:
         self._add_expires(response_headers, info)
         return _response(201, response_headers)
 
-    async def _concatenate(self, request: Request, concat: protocol.Concat, metadata: dict[str, str]) -> UploadInfo:
+    async def _concatenate(self, concat: protocol.Concat, metadata: dict[str, str]) -> UploadInfo:
         partial_ids = [protocol.upload_id_from_url(url, self.config.base_path) for url in concat.partial_urls]
-        partials = []
-        for partial_id in partial_ids:
-            partial = await self._load(partial_id)
-            if not partial.is_partial:
-                raise bad_request("ERR_INVALID_CONCAT", f"upload {partial_id} is not a partial upload")
-            if not partial.is_complete:
-                raise bad_request("ERR_UPLOAD_NOT_FINISHED", f"partial upload {partial_id} is not finished")
-            partials.append(partial)
-        size = sum(partial.size or 0 for partial in partials)
-        self._check_max_size(size)
-        # Partial metadata is never inherited (concatenation: SHALL NOT).
-        final = UploadInfo(
-            id=secrets.token_hex(16), size=size, metadata=metadata, is_final=True, partial_uploads=tuple(partial_ids)
-        )
-        return await self.store.concatenate(final, partials)
+        async with AsyncExitStack() as locks:
+            # Sorted, each once: two finals naming the same partials cannot deadlock.
+            for partial_id in sorted(set(partial_ids)):
+                await locks.enter_async_context(self.locker.hold(partial_id, interrupt=False))
+            partials = {partial_id: await self._load(partial_id) for partial_id in set(partial_ids)}
+            for partial_id, partial in partials.items():
+                if not partial.is_partial:
+                    raise bad_request("ERR_INVALID_CONCAT", f"upload {partial_id} is not a partial upload")
+                if not partial.is_complete:
+                    raise bad_request("ERR_UPLOAD_NOT_FINISHED", f"partial upload {partial_id} is not finished")
+            size = sum(partials[partial_id].size or 0 for partial_id in partial_ids)
+            self._check_max_size(size)
+            # Partial metadata is never inherited (concatenation: SHALL NOT).
+            final = UploadInfo(
+                id=secrets.token_hex(16),
+                size=size,
+                metadata=metadata,
+                is_final=True,
+                partial_uploads=tuple(partial_ids),
+            )
+            return await self.store.concatenate(final, [partials[partial_id] for partial_id in partial_ids])
 
     # --- HEAD ----------------------------------------------------------------------
 
@@ -197,12 +210,16 @@ class TusHandler:
     async def patch(self, request: Request, upload_id: str) -> Response:
         headers = request.headers
         if not protocol.is_offset_octet_stream(headers.get("content-type")):
-            raise TusError(415, "ERR_INVALID_CONTENT_TYPE",
-                           f"PATCH requires Content-Type: {protocol.OFFSET_OCTET_STREAM}")
+            raise TusError(
+                415, "ERR_INVALID_CONTENT_TYPE", f"PATCH requires Content-Type: {protocol.OFFSET_OCTET_STREAM}"
+            )
         offset = protocol.parse_offset(headers.get("upload-offset"))
         upload_length = headers.get("upload-length")
-        declared_size = None if upload_length is None else protocol.parse_int(
-            upload_length, code="ERR_INVALID_UPLOAD_LENGTH", name="Upload-Length")
+        declared_size = (
+            None
+            if upload_length is None
+            else protocol.parse_int(upload_length, code="ERR_INVALID_UPLOAD_LENGTH", name="Upload-Length")
+        )
         content_length = protocol.parse_content_length(headers.get("content-length"))
         checksum = protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS)
         _reject_checksum_trailer(request)
@@ -246,22 +263,13 @@ class TusHandler:
         Bytes that arrived are kept whatever goes wrong, unless the request
         carries a checksum: then they count only once it is verified.
         """
-        if info.size is not None:
-            limit = info.size - info.offset
-            too_long = size_exceeded()
-        elif self.config.max_size > 0:
-            limit = self.config.max_size - info.offset
-            too_long = max_size_exceeded(self.config.max_size)
-        else:
-            limit = protocol.MAX_INT64 - info.offset
-            too_long = size_exceeded()
-        if content_length is not None and content_length > limit:
-            raise too_long  # before reading a byte
+        limit, too_long = self._check_body_fits(info, content_length)
         reader = BodyReader(request.stream(), limit=limit, idle_timeout=self.config.network_timeout)
         hasher = new_hasher(checksum.algorithm) if checksum else None
         failure: TusError | None = None
-        async with self.store.writer(info, transactional=checksum is not None,
-                                     observers=[hasher] if hasher else []) as writer:
+        async with self.store.writer(
+            info, transactional=checksum is not None, observers=[hasher] if hasher else []
+        ) as writer:
             try:
                 with interrupt:
                     while (block := await reader.next_block()) is not None:
@@ -301,6 +309,21 @@ class TusHandler:
             raise upload_expired()
         return info
 
+    def _check_body_fits(self, info: UploadInfo, content_length: int | None) -> tuple[int, TusError]:
+        """How many more bytes the upload takes, and the error for a body longer than that.
+
+        A Content-Length that already says too much is refused before a byte is read.
+        """
+        if info.size is not None:
+            limit, too_long = info.size - info.offset, size_exceeded()
+        elif self.config.max_size > 0:
+            limit, too_long = self.config.max_size - info.offset, max_size_exceeded(self.config.max_size)
+        else:
+            limit, too_long = protocol.MAX_INT64 - info.offset, size_exceeded()
+        if content_length is not None and content_length > limit:
+            raise too_long
+        return limit, too_long
+
     def _check_max_size(self, size: int) -> None:
         if self.config.max_size > 0 and size > self.config.max_size:
             raise max_size_exceeded(self.config.max_size)
@@ -321,8 +344,9 @@ def _reject_checksum_trailer(request: Request) -> None:
         raise bad_request("ERR_INVALID_CHECKSUM", "checksums in trailers are not supported")
 
 
-def _response(status: int, headers: dict[str, str] | None = None, body: bytes = b"",
-              media_type: str | None = None) -> Response:
+def _response(
+    status: int, headers: dict[str, str] | None = None, body: bytes = b"", media_type: str | None = None
+) -> Response:
     all_headers = {"Tus-Resumable": protocol.TUS_VERSION, "X-Content-Type-Options": "nosniff"}
     all_headers.update(headers or {})
     return Response(body, status_code=status, headers=all_headers, media_type=media_type)

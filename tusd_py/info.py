@@ -63,15 +63,22 @@ def decode(raw: bytes) -> UploadInfo:
     document = json.loads(raw)
     if not isinstance(document, dict) or not isinstance(document.get("ID"), str):
         raise ValueError("not a tus upload info document")
-    deferred = bool(document.get("SizeIsDeferred", False))
     metadata = document.get("MetaData") or {}
-    return UploadInfo(
-        id=document["ID"],
-        size=None if deferred else int(document.get("Size", 0)),
-        offset=int(document.get("Offset", 0)),
-        metadata={str(k): "" if v is None else str(v) for k, v in metadata.items()},
-        is_partial=bool(document.get("IsPartial", False)),
-        is_final=bool(document.get("IsFinal", False)),
-        partial_uploads=tuple(document.get("PartialUploads") or ()),
-        storage={str(k): str(v) for k, v in (document.get("Storage") or {}).items()},
-    )
+    storage = document.get("Storage") or {}
+    partial_uploads = document.get("PartialUploads") or []
+    if not isinstance(metadata, dict) or not isinstance(storage, dict) or not isinstance(partial_uploads, list):
+        raise ValueError("malformed upload info document")
+    try:
+        deferred = bool(document.get("SizeIsDeferred", False))
+        return UploadInfo(
+            id=document["ID"],
+            size=None if deferred else int(document.get("Size", 0)),
+            offset=int(document.get("Offset", 0)),
+            metadata={str(k): "" if v is None else str(v) for k, v in metadata.items()},
+            is_partial=bool(document.get("IsPartial", False)),
+            is_final=bool(document.get("IsFinal", False)),
+            partial_uploads=tuple(str(p) for p in partial_uploads),
+            storage={str(k): str(v) for k, v in storage.items()},
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"malformed upload info document: {exc}") from None

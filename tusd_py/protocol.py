@@ -87,7 +87,11 @@ def is_offset_octet_stream(content_type: str | None) -> bool:
 
 # --- Upload-Metadata -------------------------------------------------------
 
+
 def _decode_value(encoded: str, key: str) -> str:
+    # Go's strict decoder (tusd) also refuses surplus padding such as `dmFs=`.
+    if len(encoded) % 4:
+        raise bad_request("ERR_INVALID_METADATA", f"value of metadata key {key!r} is not valid base64")
     try:
         raw = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -132,6 +136,7 @@ def format_metadata(metadata: dict[str, str]) -> str:
 
 # --- Upload-Checksum ----------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Checksum:
     algorithm: str
@@ -156,6 +161,7 @@ def parse_upload_checksum(header: str | None, supported: tuple[str, ...]) -> Che
 
 
 # --- Upload-Concat ------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Concat:
@@ -187,7 +193,7 @@ def upload_id_from_url(url: str, base_path: str) -> str:
     """The upload id a partial-upload URL names: `<base>/<id>`, absolute or relative."""
     path = unquote(urlsplit(url).path)
     if path.startswith(base_path):
-        candidate = path[len(base_path):]
+        candidate = path[len(base_path) :]
     elif "/" not in path:
         candidate = path  # a bare id, relative to the creation URL
     else:
@@ -198,6 +204,7 @@ def upload_id_from_url(url: str, base_path: str) -> str:
 
 
 # --- Dates ----------------------------------------------------------------------
+
 
 def format_http_date(timestamp: float) -> str:
     """RFC 9110 IMF-fixdate, as Upload-Expires requires."""

@@ -3,9 +3,12 @@
 A request that wants a busy upload asks the holder to let go (tusd's lock
 release): the holder's `on_release_request` callback fires, it stops reading
 its body, keeps what it stored and releases. A waiter that still has no lock
-after the acquire timeout fails with 500 ERR_LOCK_TIMEOUT. Background work
-(the expiration sweeper) passes `interrupt=False`: it never disturbs a
-running request and fails at once with the same error if the upload is busy.
+after the acquire timeout fails with 500 ERR_LOCK_TIMEOUT. Work that must not
+disturb a running request (the expiration sweeper, reading the partials of a
+final upload) passes `interrupt=False` and only waits.
+
+Only a lock holder may load an upload's info: loading settles what a crashed
+or cut request left behind (see stores/file.py).
 """
 
 from __future__ import annotations

@@ -27,11 +27,10 @@ class MemoryLocker:
     async def hold(
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
     ) -> AsyncIterator[None]:
-        if not interrupt and upload_id in self._holders:
-            raise lock_timeout()
         with anyio.move_on_after(self.acquire_timeout) as waiting:
             while (current := self._holders.get(upload_id)) is not None:
-                current.on_release_request()
+                if interrupt:
+                    current.on_release_request()
                 await current.released.wait()
         if waiting.cancelled_caught:
             raise lock_timeout()
