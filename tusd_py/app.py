@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -16,8 +18,9 @@ from starlette.types import Receive, Scope, Send
 from .config import Config
 from .expiry import run_sweeper
 from .handler import TusHandler
-from .lockers import Locker, MemoryLocker
+from .lockers import FileLocker, Locker
 from .method_override import MethodOverrideMiddleware
+from .shutdown import on_shutdown_signal
 from .stores import DataStore, FileStore
 
 GREETING = """Welcome to tusd-py
@@ -39,16 +42,21 @@ class _AnyMethod:
 
 def create_app(config: Config, store: DataStore | None = None, locker: Locker | None = None) -> Starlette:
     store = store if store is not None else FileStore(config.upload_dir)
-    locker = locker if locker is not None else MemoryLocker(config.acquire_lock_timeout)
+    # File locks by default: correct with several worker processes on one directory.
+    locker = locker if locker is not None else FileLocker(config.upload_dir, config.acquire_lock_timeout)
     handler = TusHandler(config, store, locker)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with anyio.create_task_group() as background:
-            if config.expiration > 0:
-                background.start_soon(run_sweeper, store, locker, config.expiration, config.expiration_sweep_interval)
-            yield
-            background.cancel_scope.cancel()
+        with on_shutdown_signal(handler.shutdown):
+            async with anyio.create_task_group() as background:
+                background.start_soon(locker.run)
+                if config.expiration > 0:
+                    background.start_soon(
+                        run_sweeper, store, locker, config.expiration, config.expiration_sweep_interval
+                    )
+                yield
+                background.cancel_scope.cancel()
 
     async def greeting(request: Request) -> Response:
         return PlainTextResponse(GREETING.format(base_path=config.base_path))
@@ -64,3 +72,11 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
     app = Starlette(routes=routes, middleware=[Middleware(MethodOverrideMiddleware)], lifespan=lifespan)
     app.state.handler = handler
     return app
+
+
+CONFIG_ENVIRONMENT_VARIABLE = "TUSD_PY_CONFIG"
+
+
+def app_from_environment() -> Starlette:
+    """App factory for worker processes: the CLI passes its Config as JSON."""
+    return create_app(Config(**json.loads(os.environ[CONFIG_ENVIRONMENT_VARIABLE])))

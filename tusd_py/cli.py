@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
-from .app import create_app
+from .app import CONFIG_ENVIRONMENT_VARIABLE, create_app
 from .config import Config
 from .flags import Flag, FlagError, HelpRequested, parse_bool, parse_duration, parse_flags, usage
 
@@ -27,6 +32,8 @@ FLAGS = (
     Flag("expiration-sweep-interval", parse_duration, "how often expired uploads are removed"),
     Flag("network-timeout", parse_duration, "timeout for reading the request body"),
     Flag("acquire-lock-timeout", parse_duration, "how long a request waits for an upload's lock"),
+    Flag("shutdown-timeout", parse_duration, "how long to wait for running requests on SIGTERM"),
+    Flag("workers", int, "number of worker processes sharing the port"),
     Flag("show-greeting", parse_bool, "show the greeting message at /"),
     Flag("verbose", parse_bool, "log more"),
 )
@@ -71,21 +78,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
-    app = create_app(config)
-    print(f"tusd-py: uploads in {app.state.handler.store.directory}", flush=True)
+    print(f"tusd-py: uploads in {Path(config.upload_dir).absolute()}", flush=True)
     print(f"tusd-py: serving at http://{host}:{port}{config.base_path}", flush=True)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            http="httptools",
-            loop="uvloop",
-            lifespan="on",
-            # Location is built from Host; forwarded headers count only with -behind-proxy.
-            proxy_headers=False,
-            server_header=False,
-            access_log=False,
-            log_level="info" if config.verbose else "warning",
-        )
+    options: dict[str, Any] = dict(
+        http="httptools",
+        loop="uvloop",
+        lifespan="on",
+        # Location is built from Host; forwarded headers count only with -behind-proxy.
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,
+        log_level="info" if config.verbose else "warning",
+        timeout_graceful_shutdown=config.shutdown_timeout,
     )
-    server.run(sockets=[sock])
+    if config.workers <= 1:
+        server = uvicorn.Server(uvicorn.Config(create_app(config), **options))
+        server.run(sockets=[sock])
+        return 0
+    # Workers build their own app from the same Config, passed through the environment.
+    os.environ[CONFIG_ENVIRONMENT_VARIABLE] = json.dumps(asdict(config))
+    worker_config = uvicorn.Config("tusd_py.app:app_from_environment", factory=True, workers=config.workers, **options)
+    Multiprocess(worker_config, sockets=[sock]).run()
     return 0

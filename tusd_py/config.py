@@ -23,6 +23,8 @@ class Config:
     expiration_sweep_interval: float = 60.0
     network_timeout: float = 60.0
     acquire_lock_timeout: float = 20.0
+    shutdown_timeout: float = 10.0
+    workers: int = 1
     show_greeting: bool = True
     verbose: bool = True
 

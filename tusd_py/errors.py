@@ -83,3 +83,7 @@ def lock_timeout() -> TusError:
 
 def upload_interrupted() -> TusError:
     return TusError(400, "ERR_UPLOAD_INTERRUPTED", "upload was interrupted by another request for it")
+
+
+def server_shutdown() -> TusError:
+    return TusError(503, "ERR_SERVER_SHUTDOWN", "server is shutting down, the bytes received so far are stored")

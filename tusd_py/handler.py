@@ -28,6 +28,7 @@ from .errors import (
     checksum_mismatch,
     max_size_exceeded,
     mismatched_offset,
+    server_shutdown,
     size_exceeded,
     upload_expired,
     upload_interrupted,
@@ -41,6 +42,23 @@ from .stores import DataStore, UploadNotFound
 log = logging.getLogger("tusd_py")
 
 Endpoint = Callable[[Request, str], Awaitable[Response]]
+
+
+class _Transfer:
+    """A body being received, which others may stop: a newer request for the
+    same upload (lock release) or server shutdown. The first reason wins."""
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.reason: TusError | None = None
+
+    def stop(self, reason: TusError) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.scope.cancel()
+
+    def release_requested(self) -> None:
+        self.stop(upload_interrupted())
 
 
 class TusHandler:
@@ -57,9 +75,17 @@ class TusHandler:
         if not config.disable_concatenation:
             extensions.append("concatenation")
         self.extensions = tuple(extensions)
+        self._transfers: set[_Transfer] = set()
+        self._shutting_down = False
         self._upload_methods: dict[str, Endpoint] = {"OPTIONS": self.options, "HEAD": self.head, "PATCH": self.patch}
         if not config.disable_termination:
             self._upload_methods["DELETE"] = self.delete
+
+    def shutdown(self) -> None:
+        """Stop every running body now (503, bytes kept) and any that starts later."""
+        self._shutting_down = True
+        for transfer in list(self._transfers):
+            transfer.stop(server_shutdown())
 
     # --- dispatch ----------------------------------------------------------------
 
@@ -146,9 +172,9 @@ class TusHandler:
         info = await self.store.create(info)
         response_headers = {"Location": self._url(request, info.id)}
         if with_body:
-            interrupt = anyio.CancelScope()
-            async with self.locker.hold(info.id, interrupt.cancel):
-                info, failure = await self._receive(request, info, content_length, checksum, interrupt)
+            transfer = _Transfer()
+            async with self.locker.hold(info.id, transfer.release_requested):
+                info, failure = await self._receive(request, info, content_length, checksum, transfer)
             if failure is not None:
                 if failure.status == 460:
                     # Nothing of a failed creation-with-upload is worth keeping,
@@ -224,8 +250,8 @@ class TusHandler:
         checksum = protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS)
         _reject_checksum_trailer(request)
 
-        interrupt = anyio.CancelScope()
-        async with self.locker.hold(upload_id, interrupt.cancel):
+        transfer = _Transfer()
+        async with self.locker.hold(upload_id, transfer.release_requested):
             info = await self._load(upload_id)
             if info.is_final:
                 raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot be modified")
@@ -233,7 +259,7 @@ class TusHandler:
                 raise mismatched_offset(info.offset)
             if declared_size is not None:
                 info = await self._declare_size(info, declared_size)
-            info, failure = await self._receive(request, info, content_length, checksum, interrupt)
+            info, failure = await self._receive(request, info, content_length, checksum, transfer)
         if failure is not None:
             raise failure
         response_headers = {"Upload-Offset": str(info.offset)}
@@ -256,7 +282,7 @@ class TusHandler:
         info: UploadInfo,
         content_length: int | None,
         checksum: protocol.Checksum | None,
-        interrupt: anyio.CancelScope,
+        transfer: _Transfer,
     ) -> tuple[UploadInfo, TusError | None]:
         """Stream the body into the upload; returns the new info and the error to answer, if any.
 
@@ -267,27 +293,33 @@ class TusHandler:
         reader = BodyReader(request.stream(), limit=limit, idle_timeout=self.config.network_timeout)
         hasher = new_hasher(checksum.algorithm) if checksum else None
         failure: TusError | None = None
-        async with self.store.writer(
-            info, transactional=checksum is not None, observers=[hasher] if hasher else []
-        ) as writer:
-            try:
-                with interrupt:
-                    while (block := await reader.next_block()) is not None:
-                        await writer.append(block)
-            except TusError as error:
-                failure = error
-            with anyio.CancelScope(shield=True):
-                if reader.pending:
-                    await writer.append(reader.take_pending())
-            if interrupt.cancelled_caught:
-                failure = upload_interrupted()
-            elif failure is None and reader.overflowed:
-                failure = too_long
-            if hasher is not None and checksum is not None and failure is None:
-                if hasher.digest() != checksum.digest:
-                    failure = checksum_mismatch()
-                else:
-                    await writer.commit()
+        self._transfers.add(transfer)
+        if self._shutting_down:
+            transfer.stop(server_shutdown())
+        try:
+            async with self.store.writer(
+                info, transactional=checksum is not None, observers=[hasher] if hasher else []
+            ) as writer:
+                try:
+                    with transfer.scope:
+                        while (block := await reader.next_block()) is not None:
+                            await writer.append(block)
+                except TusError as error:
+                    failure = error
+                with anyio.CancelScope(shield=True):
+                    if reader.pending:
+                        await writer.append(reader.take_pending())
+                if transfer.scope.cancelled_caught:
+                    failure = transfer.reason
+                elif failure is None and reader.overflowed:
+                    failure = too_long
+                if hasher is not None and checksum is not None and failure is None:
+                    if hasher.digest() != checksum.digest:
+                        failure = checksum_mismatch()
+                    else:
+                        await writer.commit()
+        finally:
+            self._transfers.discard(transfer)
         return replace(info, offset=writer.offset, updated_at=writer.updated_at), failure
 
     # --- DELETE ------------------------------------------------------------------------

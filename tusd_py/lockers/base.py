@@ -26,3 +26,7 @@ class Locker(Protocol):
     def hold(
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
     ) -> AbstractAsyncContextManager[None]: ...
+
+    async def run(self) -> None:
+        """Background duties for the app's lifetime (e.g. hearing other processes)."""
+        ...

@@ -23,6 +23,9 @@ class MemoryLocker:
         self.acquire_timeout = acquire_timeout
         self._holders: dict[str, _Holder] = {}
 
+    async def run(self) -> None:
+        """Nothing to do in the background: release requests are direct calls."""
+
     @asynccontextmanager
     async def hold(
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
