@@ -20,6 +20,8 @@ class Hasher(Protocol):
 
     def digest(self) -> bytes: ...
 
+    def copy(self) -> Hasher: ...
+
 
 def new_hasher(algorithm: str) -> Hasher:
     return hashlib.new(ALGORITHMS[algorithm])

@@ -26,6 +26,7 @@ FLAGS = (
     Flag("base-path", str, "basepath of the HTTP server"),
     Flag("upload-dir", str, "directory to store uploads in"),
     Flag("max-size", int, "maximum size of a single upload in bytes (0 = unlimited)"),
+    Flag("disable-download", parse_bool, "disable downloading uploads with GET"),
     Flag("disable-termination", parse_bool, "disable the termination extension"),
     Flag("disable-concatenation", parse_bool, "disable the concatenation extension"),
     Flag("expiration", parse_duration, "unfinished uploads expire this long after their last byte (0 disables)"),

@@ -16,6 +16,7 @@ class Config:
     base_path: str = "/files/"
     upload_dir: str = "./data"
     max_size: int = 0  # bytes; 0 = unlimited
+    disable_download: bool = False
     disable_termination: bool = False
     disable_concatenation: bool = False
     # Unfinished uploads expire this long after their last stored byte; 0 disables expiration.

@@ -65,8 +65,8 @@ def max_size_exceeded(max_size: int) -> TusError:
     return TusError(413, "ERR_MAX_SIZE_EXCEEDED", f"maximum size of {max_size} bytes exceeded")
 
 
-def checksum_mismatch() -> TusError:
-    return TusError(460, "ERR_CHECKSUM_MISMATCH", "checksum mismatch, the request's bytes were discarded")
+def checksum_mismatch(message: str = "checksum mismatch, the request's bytes were discarded") -> TusError:
+    return TusError(460, "ERR_CHECKSUM_MISMATCH", message)
 
 
 def read_timeout() -> TusError:

@@ -8,57 +8,36 @@ every failure is a `TusError` rendered once, by `_render_error`.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import replace
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import protocol
-from .body import BodyReader
+from . import digests, download, protocol
 from .checksum import SUPPORTED as CHECKSUM_ALGORITHMS
-from .checksum import new_hasher
+from .completion import Completion
 from .config import Config
 from .errors import (
     TusError,
     bad_request,
-    checksum_mismatch,
     max_size_exceeded,
     mismatched_offset,
-    server_shutdown,
     size_exceeded,
     upload_expired,
-    upload_interrupted,
     upload_not_found,
 )
 from .expiry import expires_at, is_expired
 from .info import UploadInfo
 from .lockers import Locker
 from .stores import DataStore, UploadNotFound
+from .transfer import Transfer, Transfers, receive_body
 
 log = logging.getLogger("tusd_py")
 
 Endpoint = Callable[[Request, str], Awaitable[Response]]
-
-
-class _Transfer:
-    """A body being received, which others may stop: a newer request for the
-    same upload (lock release) or server shutdown. The first reason wins."""
-
-    def __init__(self) -> None:
-        self.scope = anyio.CancelScope()
-        self.reason: TusError | None = None
-
-    def stop(self, reason: TusError) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.scope.cancel()
-
-    def release_requested(self) -> None:
-        self.stop(upload_interrupted())
 
 
 class TusHandler:
@@ -66,6 +45,8 @@ class TusHandler:
         self.config = config
         self.store = store
         self.locker = locker
+        self.completion = Completion(store)
+        self.transfers = Transfers()
         extensions = ["creation", "creation-with-upload", "creation-defer-length"]
         if not config.disable_termination:
             extensions.append("termination")
@@ -75,17 +56,15 @@ class TusHandler:
         if not config.disable_concatenation:
             extensions.append("concatenation")
         self.extensions = tuple(extensions)
-        self._transfers: set[_Transfer] = set()
-        self._shutting_down = False
         self._upload_methods: dict[str, Endpoint] = {"OPTIONS": self.options, "HEAD": self.head, "PATCH": self.patch}
+        if not config.disable_download:
+            self._upload_methods["GET"] = self.get
         if not config.disable_termination:
             self._upload_methods["DELETE"] = self.delete
 
     def shutdown(self) -> None:
         """Stop every running body now (503, bytes kept) and any that starts later."""
-        self._shutting_down = True
-        for transfer in list(self._transfers):
-            transfer.stop(server_shutdown())
+        self.transfers.shutdown()
 
     # --- dispatch ----------------------------------------------------------------
 
@@ -108,8 +87,9 @@ class TusHandler:
                     f"method {request.method} is not allowed here",
                     {"Allow": ", ".join(methods)},
                 )
-            if request.method != "OPTIONS":
-                # Tus-Resumable is required on every request but OPTIONS, which must ignore it.
+            if request.method not in ("OPTIONS", "GET"):
+                # Required on every tus request but OPTIONS, which must ignore it.
+                # GET is a plain HTTP download (browsers send no tus headers).
                 protocol.check_tus_resumable(request.headers.get("tus-resumable"))
             if upload_id and not protocol.is_valid_upload_id(upload_id):
                 # Never let a hostile id near the filesystem.
@@ -143,6 +123,7 @@ class TusHandler:
         headers = request.headers
         concat = None if self.config.disable_concatenation else protocol.parse_concat(headers.get("upload-concat"))
         metadata = protocol.parse_metadata(headers.get("upload-metadata"))
+        declared = digests.declared_digests(metadata.get("checksum"), headers.get("repr-digest"))
         # Like tusd, a body whose Content-Type is not offset+octet-stream is not
         # upload data (some HTTP clients force a default type): it is ignored.
         with_body = protocol.is_offset_octet_stream(headers.get("content-type"))
@@ -155,7 +136,7 @@ class TusHandler:
         if concat is not None and concat.is_final:
             if with_body and content_length != 0:
                 raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot carry data")
-            info = await self._concatenate(concat, metadata)
+            info = await self._concatenate(concat, metadata, declared)
             return _response(201, {"Location": self._url(request, info.id)})
 
         size = protocol.parse_creation_length(headers.get("upload-length"), headers.get("upload-defer-length"))
@@ -166,28 +147,35 @@ class TusHandler:
             size=size,
             metadata=metadata,
             is_partial=concat is not None and concat.is_partial,
+            declared_digests=declared,
         )
         if with_body:
             self._check_body_fits(info, content_length)  # before anything is created
         info = await self.store.create(info)
         response_headers = {"Location": self._url(request, info.id)}
-        if with_body:
-            transfer = _Transfer()
-            async with self.locker.hold(info.id, transfer.release_requested):
+        transfer = Transfer()
+        async with self.locker.hold(info.id, transfer.release_requested):
+            failure = None
+            if with_body:
                 info, failure = await self._receive(request, info, content_length, checksum, transfer)
-            if failure is not None:
-                if failure.status == 460:
+                if failure is not None and failure.status == 460:
                     # Nothing of a failed creation-with-upload is worth keeping,
                     # and a client that got no Location cannot resume it anyway.
                     await self.store.terminate(info.id)
-                else:
-                    failure.headers.update(response_headers)
-                raise failure
+                    raise failure
+            # Created complete (Upload-Length: 0, or the whole body in the POST).
+            info = await self._verify_if_complete(info, remove_on_mismatch=True)
+        if failure is not None:
+            failure.headers.update(response_headers)
+            raise failure
+        if with_body:
             response_headers["Upload-Offset"] = str(info.offset)
         self._add_expires(response_headers, info)
         return _response(201, response_headers)
 
-    async def _concatenate(self, concat: protocol.Concat, metadata: dict[str, str]) -> UploadInfo:
+    async def _concatenate(
+        self, concat: protocol.Concat, metadata: dict[str, str], declared: digests.Digests
+    ) -> UploadInfo:
         partial_ids = [protocol.upload_id_from_url(url, self.config.base_path) for url in concat.partial_urls]
         async with AsyncExitStack() as locks:
             # Sorted, each once: two finals naming the same partials cannot deadlock.
@@ -208,15 +196,23 @@ class TusHandler:
                 metadata=metadata,
                 is_final=True,
                 partial_uploads=tuple(partial_ids),
+                declared_digests=declared,
             )
-            return await self.store.concatenate(final, [partials[partial_id] for partial_id in partial_ids])
+            hashers = self.completion.resume(final)  # fresh: the final is at offset 0
+            observers = list((hashers or {}).values())
+            final = await self.store.concatenate(final, [partials[pid] for pid in partial_ids], observers)
+            self.completion.keep(final.id, final.offset, hashers)
+        async with self.locker.hold(final.id):
+            return await self._verify_if_complete(final, remove_on_mismatch=True)
 
     # --- HEAD ----------------------------------------------------------------------
 
     async def head(self, request: Request, upload_id: str) -> Response:
         async with self.locker.hold(upload_id):
             info = await self._load(upload_id)
-        headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
+            headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
+            if info.verified:
+                headers["Repr-Digest"] = await self._repr_digest(request, info)
         if info.size is None:
             headers["Upload-Defer-Length"] = "1"
         else:
@@ -250,7 +246,7 @@ class TusHandler:
         checksum = protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS)
         _reject_checksum_trailer(request)
 
-        transfer = _Transfer()
+        transfer = Transfer()
         async with self.locker.hold(upload_id, transfer.release_requested):
             info = await self._load(upload_id)
             if info.is_final:
@@ -260,6 +256,8 @@ class TusHandler:
             if declared_size is not None:
                 info = await self._declare_size(info, declared_size)
             info, failure = await self._receive(request, info, content_length, checksum, transfer)
+            # The bytes that completed the upload count even if the request then failed.
+            info = await self._verify_if_complete(info, remove_on_mismatch=False)
         if failure is not None:
             raise failure
         response_headers = {"Upload-Offset": str(info.offset)}
@@ -274,7 +272,9 @@ class TusHandler:
         if size < info.offset:
             raise bad_request("ERR_INVALID_UPLOAD_LENGTH", "Upload-Length is smaller than the current offset")
         self._check_max_size(size)
-        return await self.store.declare_length(info, size)
+        info = info.with_size(size)
+        await self.store.update_info(info)
+        return info
 
     async def _receive(
         self,
@@ -282,63 +282,97 @@ class TusHandler:
         info: UploadInfo,
         content_length: int | None,
         checksum: protocol.Checksum | None,
-        transfer: _Transfer,
+        transfer: Transfer,
     ) -> tuple[UploadInfo, TusError | None]:
-        """Stream the body into the upload; returns the new info and the error to answer, if any.
-
-        Bytes that arrived are kept whatever goes wrong, unless the request
-        carries a checksum: then they count only once it is verified.
-        """
+        """Stream the body into the upload; returns the new info and the error to answer, if any."""
         limit, too_long = self._check_body_fits(info, content_length)
-        reader = BodyReader(request.stream(), limit=limit, idle_timeout=self.config.network_timeout)
-        hasher = new_hasher(checksum.algorithm) if checksum else None
-        failure: TusError | None = None
-        self._transfers.add(transfer)
-        if self._shutting_down:
-            transfer.stop(server_shutdown())
+        running = self.completion.resume(info)
+        with self.transfers.track(transfer):
+            received = await receive_body(
+                self.store,
+                info,
+                request.stream(),
+                limit=limit,
+                too_long=too_long,
+                idle_timeout=self.config.network_timeout,
+                checksum=checksum,
+                running=running,
+                transfer=transfer,
+            )
+        self.completion.keep(info.id, received.info.offset, received.hashers)
+        return received.info, received.failure
+
+    async def _verify_if_complete(self, info: UploadInfo, *, remove_on_mismatch: bool) -> UploadInfo:
+        if info.is_complete and not info.verified:
+            return await self.completion.finish(info, remove_on_mismatch=remove_on_mismatch)
+        return info
+
+    # --- GET (download) ------------------------------------------------------------------
+
+    async def get(self, request: Request, upload_id: str) -> Response:
+        # Looked at without the lock first, so a download never interrupts an upload.
+        info = await self._get_info(upload_id, settle=False)
+        if not info.verified:
+            async with self.locker.hold(upload_id, interrupt=False):
+                info = await self._load(upload_id)
+        if not info.verified:
+            raise TusError(404, "ERR_UPLOAD_NOT_FINISHED", "upload is not finished, nothing to download yet")
+        tag = download.etag(info.digests[digests.DEFAULT_ALGORITHM])
+        if download.none_match(request.headers.get("if-none-match"), tag):
+            return _response(304, {"ETag": tag})
+        path = self.store.local_path(upload_id)
         try:
-            async with self.store.writer(
-                info, transactional=checksum is not None, observers=[hasher] if hasher else []
-            ) as writer:
-                try:
-                    with transfer.scope:
-                        while (block := await reader.next_block()) is not None:
-                            await writer.append(block)
-                except TusError as error:
-                    failure = error
-                with anyio.CancelScope(shield=True):
-                    if reader.pending:
-                        await writer.append(reader.take_pending())
-                if transfer.scope.cancelled_caught:
-                    failure = transfer.reason
-                elif failure is None and reader.overflowed:
-                    failure = too_long
-                if hasher is not None and checksum is not None and failure is None:
-                    if hasher.digest() != checksum.digest:
-                        failure = checksum_mismatch()
-                    else:
-                        await writer.commit()
-        finally:
-            self._transfers.discard(transfer)
-        return replace(info, offset=writer.offset, updated_at=writer.updated_at), failure
+            stat = os.stat(path)
+        except OSError:
+            raise upload_not_found() from None
+        media = download.media_type(info.metadata.get("filetype"))
+        headers = {
+            "Tus-Resumable": protocol.TUS_VERSION,
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": download.content_disposition(media, info.metadata.get("filename")),
+            "ETag": tag,
+            "Repr-Digest": await self._repr_digest(request, info),
+        }
+        return download.file_response(path, stat, media, headers)
+
+    async def _repr_digest(self, request: Request, info: UploadInfo) -> str:
+        wanted = digests.parse_want_repr_digest(request.headers.get("want-repr-digest"))
+        _, reported = await self.completion.digests_for(info, wanted)
+        return digests.format_repr_digest(reported)
 
     # --- DELETE ------------------------------------------------------------------------
 
     async def delete(self, request: Request, upload_id: str) -> Response:
         async with self.locker.hold(upload_id):
-            await self._load(upload_id)
+            await self._get_info(upload_id)
             await self.store.terminate(upload_id)
+            self.completion.forget(upload_id)
         return _response(204)
 
     # --- helpers -----------------------------------------------------------------------
 
-    async def _load(self, upload_id: str) -> UploadInfo:
+    async def _get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
         try:
-            info = await self.store.get_info(upload_id)
+            info = await self.store.get_info(upload_id, settle=settle)
         except UploadNotFound:
             raise upload_not_found() from None
         if is_expired(info, self.config.expiration):
             raise upload_expired()
+        return info
+
+    async def _load(self, upload_id: str) -> UploadInfo:
+        """The upload's info, for a holder of its lock.
+
+        A complete upload whose digests were never recorded (a crash during
+        completion, or an upload written by tusd) is verified here first, so
+        an upload that failed its declared checksum never looks complete.
+        """
+        info = await self._get_info(upload_id)
+        if info.is_complete and not info.verified:
+            try:
+                info = await self.completion.finish(info, remove_on_mismatch=info.is_final)
+            except TusError:
+                info = await self._get_info(upload_id)  # reset to offset 0, or gone
         return info
 
     def _check_body_fits(self, info: UploadInfo, content_length: int | None) -> tuple[int, TusError]:

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import digests as digest_codec
+
 
 @dataclass(frozen=True, slots=True)
 class UploadInfo:
@@ -23,6 +25,11 @@ class UploadInfo:
     is_final: bool = False
     partial_uploads: tuple[str, ...] = ()
     storage: dict[str, str] = field(default_factory=dict)
+    # Whole-file digests the client declared at creation (all must match), and
+    # the digests computed when the upload completed (empty until then). Not
+    # tusd fields: tusd ignores them, as we ignore fields we do not know.
+    declared_digests: dict[str, bytes] = field(default_factory=dict)
+    digests: dict[str, bytes] = field(default_factory=dict)
     # When bytes were last stored (unix time); drives sliding expiration. The
     # store derives it (the file store from the data file's mtime); it is not
     # part of the .info document.
@@ -42,6 +49,11 @@ class UploadInfo:
     def with_size(self, size: int) -> UploadInfo:
         return replace(self, size=size)
 
+    @property
+    def verified(self) -> bool:
+        """Complete, and its digests computed (and any declared ones matched)."""
+        return self.is_complete and bool(self.digests)
+
 
 def encode(info: UploadInfo) -> bytes:
     document: dict[str, Any] = {
@@ -55,6 +67,10 @@ def encode(info: UploadInfo) -> bytes:
         "PartialUploads": list(info.partial_uploads) if info.is_final else None,
         "Storage": info.storage,
     }
+    if info.declared_digests:
+        document["DeclaredDigests"] = digest_codec.encode_map(info.declared_digests)
+    if info.digests:
+        document["Digests"] = digest_codec.encode_map(info.digests)
     return json.dumps(document).encode()
 
 
@@ -79,6 +95,8 @@ def decode(raw: bytes) -> UploadInfo:
             is_final=bool(document.get("IsFinal", False)),
             partial_uploads=tuple(str(p) for p in partial_uploads),
             storage={str(k): str(v) for k, v in storage.items()},
+            declared_digests=digest_codec.decode_map(document.get("DeclaredDigests")),
+            digests=digest_codec.decode_map(document.get("Digests")),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"malformed upload info document: {exc}") from None

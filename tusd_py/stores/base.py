@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Protocol
 
 from ..checksum import Hasher
@@ -41,8 +42,11 @@ class UploadWriter(Protocol):
 class DataStore(Protocol):
     async def create(self, info: UploadInfo) -> UploadInfo: ...
 
-    async def get_info(self, upload_id: str) -> UploadInfo:
-        """The upload's info with its real offset; raises UploadNotFound."""
+    async def get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
+        """The upload's info with its real offset; raises UploadNotFound.
+
+        Settling (only for the lock holder) first undoes what a request that
+        never completed left behind; without it the answer is a peek."""
         ...
 
     def writer(
@@ -51,10 +55,26 @@ class DataStore(Protocol):
         """Observers see every appended block (checksum hashers), in the write's own thread hop."""
         ...
 
-    async def declare_length(self, info: UploadInfo, size: int) -> UploadInfo: ...
+    async def update_info(self, info: UploadInfo) -> None:
+        """Replace the stored info (a declared length, digests), atomically."""
+        ...
 
-    async def concatenate(self, final: UploadInfo, partials: Sequence[UploadInfo]) -> UploadInfo:
-        """Store `final` as the partials' bytes in order; returns it complete."""
+    async def reset(self, upload_id: str) -> None:
+        """Drop every stored byte: the upload is back at offset 0."""
+        ...
+
+    async def read_digests(self, upload_id: str, algorithms: Sequence[str]) -> dict[str, bytes]:
+        """Hash the stored bytes (when no running hash state survived)."""
+        ...
+
+    async def concatenate(
+        self, final: UploadInfo, partials: Sequence[UploadInfo], observers: Sequence[Hasher] = ()
+    ) -> UploadInfo:
+        """Store `final` as the partials' bytes in order, fed to observers; returns it complete."""
+        ...
+
+    def local_path(self, upload_id: str) -> Path:
+        """Where the bytes can be read from disk (downloads)."""
         ...
 
     async def terminate(self, upload_id: str) -> None: ...

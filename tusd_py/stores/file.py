@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -25,7 +24,7 @@ import anyio
 import anyio.to_thread
 
 from .. import info as info_codec
-from ..checksum import Hasher
+from ..checksum import Hasher, new_hasher
 from ..info import UploadInfo
 from .base import UploadNotFound
 
@@ -69,13 +68,14 @@ class FileStore:
         os.chmod(temp, self.file_perms)
         os.replace(temp, target)
 
-    def _load(self, upload_id: str) -> UploadInfo:
+    def _load(self, upload_id: str, settle: bool = True) -> UploadInfo:
         try:
             raw = self.info_path(upload_id).read_bytes()
             info = info_codec.decode(raw)
         except (OSError, ValueError) as exc:
             raise UploadNotFound(upload_id) from exc
-        self._apply_rollback(upload_id)
+        if settle:
+            self._apply_rollback(upload_id)
         try:
             stat = os.stat(self.data_path(upload_id))
         except OSError as exc:
@@ -97,11 +97,11 @@ class FileStore:
         except (OSError, ValueError) as exc:  # a marker we did not write: the upload is unusable
             raise UploadNotFound(upload_id) from exc
 
-    async def get_info(self, upload_id: str) -> UploadInfo:
+    async def get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
         # Inline, not in a thread: reading a small, page-cached file and one
         # stat cost ~20 us, while a thread hop costs ~100 us of CPU. Measured
         # with bench W4 (HEAD): 7,200 req/s inline vs 4,800 threaded.
-        return self._load(upload_id)
+        return self._load(upload_id, settle)
 
     async def create(self, info: UploadInfo) -> UploadInfo:
         info = replace(info, storage=self._storage_fields(info.id))
@@ -117,10 +117,25 @@ class FileStore:
 
         return await self._run(create_files)
 
-    async def declare_length(self, info: UploadInfo, size: int) -> UploadInfo:
-        info = info.with_size(size)
+    async def update_info(self, info: UploadInfo) -> None:
         await self._run(self._write_info, info)
-        return info
+
+    async def reset(self, upload_id: str) -> None:
+        await self._run(os.truncate, self.data_path(upload_id), 0)
+
+    async def read_digests(self, upload_id: str, algorithms: Sequence[str]) -> dict[str, bytes]:
+        def read() -> dict[str, bytes]:
+            hashers = {name: new_hasher(name) for name in algorithms}
+            with open(self.data_path(upload_id), "rb") as f:
+                while block := f.read(1 << 20):
+                    for hasher in hashers.values():
+                        hasher.update(block)
+            return {name: hasher.digest() for name, hasher in hashers.items()}
+
+        return await self._run(read)
+
+    def local_path(self, upload_id: str) -> Path:
+        return self.data_path(upload_id)
 
     async def terminate(self, upload_id: str) -> None:
         def remove() -> None:
@@ -130,7 +145,9 @@ class FileStore:
 
         await self._run(remove)
 
-    async def concatenate(self, final: UploadInfo, partials: Sequence[UploadInfo]) -> UploadInfo:
+    async def concatenate(
+        self, final: UploadInfo, partials: Sequence[UploadInfo], observers: Sequence[Hasher] = ()
+    ) -> UploadInfo:
         final = replace(final, storage=self._storage_fields(final.id))
 
         def build() -> UploadInfo:
@@ -142,7 +159,10 @@ class FileStore:
                 with open(temp, "wb") as out:
                     for partial in partials:
                         with open(self.data_path(partial.id), "rb") as src:
-                            shutil.copyfileobj(src, out, 1 << 20)
+                            while block := src.read(1 << 20):
+                                out.write(block)
+                                for observer in observers:
+                                    observer.update(block)
                 os.chmod(temp, self.file_perms)
                 os.replace(temp, target)
             except BaseException:

@@ -1,0 +1,86 @@
+"""Whole-file digests: hashed while bytes arrive, verified when an upload completes.
+
+Each upload in progress in this process keeps running hashers, positioned at
+the offset they have seen. A request resumes them only if the stored offset
+is still that offset; otherwise (restart, another worker wrote meanwhile, a
+failed write) the state is lost and completion re-reads the stored bytes
+once. Checksummed requests hash into copies, kept only when they commit.
+
+At completion every declared digest must match. If one does not, the
+completing request answers 460 and the upload must never look complete
+again (tus-js-client reports success when HEAD shows offset == length): a
+regular upload is reset to offset 0 so the client can send it again, an
+upload created in one request (creation-with-upload, a final
+concatenation) is removed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+
+from .checksum import Hasher, new_hasher
+from .digests import DEFAULT_ALGORITHM, Digests
+from .errors import checksum_mismatch
+from .info import UploadInfo
+from .stores import DataStore
+
+Hashers = dict[str, Hasher]
+
+
+def tracked_algorithms(info: UploadInfo) -> list[str]:
+    return [DEFAULT_ALGORITHM, *(name for name in info.declared_digests if name != DEFAULT_ALGORITHM)]
+
+
+class Completion:
+    def __init__(self, store: DataStore, capacity: int = 4096) -> None:
+        self.store = store
+        self.capacity = capacity
+        self._running: OrderedDict[str, tuple[int, Hashers]] = OrderedDict()
+
+    def resume(self, info: UploadInfo) -> Hashers | None:
+        """Hashers that have seen exactly the stored bytes, or None if that state was lost."""
+        offset, hashers = self._running.pop(info.id, (-1, {}))
+        if offset == info.offset:
+            return hashers
+        if info.offset == 0:
+            return {name: new_hasher(name) for name in tracked_algorithms(info)}
+        return None
+
+    def keep(self, upload_id: str, offset: int, hashers: Hashers | None) -> None:
+        if hashers is None:
+            return
+        self._running[upload_id] = (offset, hashers)
+        while len(self._running) > self.capacity:  # bounded: a lost state only costs a re-read
+            self._running.popitem(last=False)
+
+    def forget(self, upload_id: str) -> None:
+        self._running.pop(upload_id, None)
+
+    async def finish(self, info: UploadInfo, *, remove_on_mismatch: bool) -> UploadInfo:
+        """Verify a complete upload and record its digests; raises 460 on a mismatch."""
+        hashers = self.resume(info)
+        algorithms = tracked_algorithms(info)
+        if hashers is not None and all(name in hashers for name in algorithms):
+            digests = {name: hashers[name].digest() for name in algorithms}
+        else:
+            digests = await self.store.read_digests(info.id, algorithms)
+        if any(digests[name] != expected for name, expected in info.declared_digests.items()):
+            if remove_on_mismatch:
+                await self.store.terminate(info.id)
+            else:
+                await self.store.reset(info.id)
+            raise checksum_mismatch("the upload's bytes do not match the declared checksum")
+        info = replace(info, digests=digests)
+        await self.store.update_info(info)
+        return info
+
+    async def digests_for(self, info: UploadInfo, wanted: list[str]) -> tuple[UploadInfo, Digests]:
+        """The digests to report for a verified upload: the first wanted algorithm
+        (computed now if it never was), else the default."""
+        name = wanted[0] if wanted else DEFAULT_ALGORITHM
+        if name not in info.digests:
+            computed = await self.store.read_digests(info.id, [name])
+            info = replace(info, digests={**info.digests, **computed})
+            await self.store.update_info(info)
+        return info, {name: info.digests[name]}

@@ -1,0 +1,116 @@
+"""Streaming one request body into an upload.
+
+Bytes that arrived are kept whatever goes wrong (tus core: store as much as
+possible), unless the request carries an Upload-Checksum: then they count only
+once the whole body arrived and matched, and are rolled back otherwise. The
+upload's running whole-file hashers see exactly the bytes that count.
+
+A transfer can be stopped from outside: by a newer request for the same
+upload (lock release, 400 ERR_UPLOAD_INTERRUPTED) or by server shutdown
+(503 ERR_SERVER_SHUTDOWN). Either way the bytes received so far are settled
+before the response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+import anyio
+
+from .body import BodyReader
+from .checksum import Hasher, new_hasher
+from .completion import Hashers
+from .errors import TusError, checksum_mismatch, server_shutdown, upload_interrupted
+from .info import UploadInfo
+from .protocol import Checksum
+from .stores import DataStore
+
+
+class Transfer:
+    """A body being received. The first reason it is stopped for wins."""
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.reason: TusError | None = None
+
+    def stop(self, reason: TusError) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.scope.cancel()
+
+    def release_requested(self) -> None:
+        self.stop(upload_interrupted())
+
+
+class Transfers:
+    """The transfers running in this process, so shutdown can stop them all."""
+
+    def __init__(self) -> None:
+        self._active: set[Transfer] = set()
+        self._closing = False
+
+    def shutdown(self) -> None:
+        self._closing = True
+        for transfer in list(self._active):
+            transfer.stop(server_shutdown())
+
+    @contextmanager
+    def track(self, transfer: Transfer) -> Iterator[None]:
+        self._active.add(transfer)
+        if self._closing:
+            transfer.stop(server_shutdown())
+        try:
+            yield
+        finally:
+            self._active.discard(transfer)
+
+
+@dataclass
+class Received:
+    info: UploadInfo  # with the new offset
+    failure: TusError | None  # what to answer instead of success
+    hashers: Hashers | None  # running whole-file hashers at info.offset, if still valid
+
+
+async def receive_body(
+    store: DataStore,
+    info: UploadInfo,
+    chunks: AsyncIterator[bytes],
+    *,
+    limit: int,
+    too_long: TusError,
+    idle_timeout: float,
+    checksum: Checksum | None,
+    running: Hashers | None,
+    transfer: Transfer,
+) -> Received:
+    reader = BodyReader(chunks, limit=limit, idle_timeout=idle_timeout)
+    request_hasher = new_hasher(checksum.algorithm) if checksum else None
+    # A checksummed request may be rolled back: hash into copies, adopted on commit.
+    hashers = running if running is None or checksum is None else {k: h.copy() for k, h in running.items()}
+    observers: list[Hasher] = [*(hashers or {}).values(), *([request_hasher] if request_hasher else [])]
+    failure: TusError | None = None
+    async with store.writer(info, transactional=checksum is not None, observers=observers) as writer:
+        try:
+            with transfer.scope:
+                while (block := await reader.next_block()) is not None:
+                    await writer.append(block)
+        except TusError as error:
+            failure = error
+        with anyio.CancelScope(shield=True):
+            if reader.pending:
+                await writer.append(reader.take_pending())
+        if transfer.scope.cancelled_caught:
+            failure = transfer.reason
+        elif failure is None and reader.overflowed:
+            failure = too_long
+        if request_hasher is not None and checksum is not None:
+            if failure is None and request_hasher.digest() != checksum.digest:
+                failure = checksum_mismatch()
+            if failure is None:
+                await writer.commit()
+            else:
+                hashers = running  # rolled back: the old state still matches the old offset
+    return Received(replace(info, offset=writer.offset, updated_at=writer.updated_at), failure, hashers)
