@@ -16,6 +16,7 @@ concatenation) is removed.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import replace
 
@@ -26,6 +27,7 @@ from .info import UploadInfo
 from .stores import DataStore
 
 Hashers = dict[str, Hasher]
+log = logging.getLogger("tusd_py")
 
 
 def tracked_algorithms(info: UploadInfo) -> list[str]:
@@ -64,6 +66,8 @@ class Completion:
         if hashers is not None and all(name in hashers for name in algorithms):
             digests = {name: hashers[name].digest() for name in algorithms}
         else:
+            # The running state was lost (restart, another worker, a failed write).
+            log.info("re-reading upload %s (%d bytes) to compute its digests", info.id, info.offset)
             digests = await self.store.read_digests(info.id, algorithms)
         if any(digests[name] != expected for name, expected in info.declared_digests.items()):
             if remove_on_mismatch:
