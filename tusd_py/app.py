@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .config import Config
+from .cors import CORSMiddleware
 from .expiry import run_sweeper
 from .handler import TusHandler
 from .lockers import FileLocker, Locker
@@ -69,7 +70,22 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
         routes.insert(0, Route(base.rstrip("/"), collection))
         if config.show_greeting:
             routes.append(Route("/", greeting))
-    app = Starlette(routes=routes, middleware=[Middleware(MethodOverrideMiddleware)], lifespan=lifespan)
+    middleware = [Middleware(MethodOverrideMiddleware)]
+    if not config.disable_cors:
+        # Outermost, so every response (errors and 404s included) carries CORS headers.
+        middleware.insert(
+            0,
+            Middleware(
+                CORSMiddleware,
+                allow_origin=config.cors_allow_origin,
+                allow_credentials=config.cors_allow_credentials,
+                allow_methods=config.cors_allow_methods,
+                allow_headers=config.cors_allow_headers,
+                expose_headers=config.cors_expose_headers,
+                max_age=config.cors_max_age,
+            ),
+        )
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.handler = handler
     return app
 

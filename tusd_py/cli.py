@@ -18,7 +18,7 @@ from uvicorn.supervisors import Multiprocess
 
 from .app import CONFIG_ENVIRONMENT_VARIABLE, create_app
 from .config import Config
-from .flags import Flag, FlagError, HelpRequested, parse_bool, parse_duration, parse_flags, usage
+from .flags import Flag, FlagError, HelpRequested, parse_bool, parse_duration, parse_flags, parse_regex, usage
 
 FLAGS = (
     Flag("host", str, "host to bind the HTTP server to"),
@@ -35,6 +35,13 @@ FLAGS = (
     Flag("acquire-lock-timeout", parse_duration, "how long a request waits for an upload's lock"),
     Flag("shutdown-timeout", parse_duration, "how long to wait for running requests on SIGTERM"),
     Flag("workers", int, "number of worker processes sharing the port"),
+    Flag("disable-cors", parse_bool, "disable CORS headers"),
+    Flag("cors-allow-origin", parse_regex, "regular expression of allowed origins (whole origin must match)"),
+    Flag("cors-allow-credentials", parse_bool, "allow credentials in cross-origin requests"),
+    Flag("cors-allow-methods", str, "comma-separated methods to allow besides the defaults"),
+    Flag("cors-allow-headers", str, "comma-separated request headers to allow besides the defaults"),
+    Flag("cors-expose-headers", str, "comma-separated response headers to expose besides the defaults"),
+    Flag("cors-max-age", str, "seconds browsers may cache a preflight answer"),
     Flag("show-greeting", parse_bool, "show the greeting message at /"),
     Flag("verbose", parse_bool, "log more"),
 )

@@ -26,6 +26,13 @@ class Config:
     acquire_lock_timeout: float = 20.0
     shutdown_timeout: float = 10.0
     workers: int = 1
+    disable_cors: bool = False
+    cors_allow_origin: str = ".*"
+    cors_allow_credentials: bool = False
+    cors_allow_methods: str = ""
+    cors_allow_headers: str = ""
+    cors_expose_headers: str = ""
+    cors_max_age: str = "86400"
     show_greeting: bool = True
     verbose: bool = True
 
