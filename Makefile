@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
+NODE_STAMP = node_modules/.installed-stamp
+BUNDLE  = client_demo/dist/bundle.js
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
+PAGE_PORT ?= 8081
 
-.PHONY: install run test clean
+.PHONY: install run test demo system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +17,32 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+$(BUNDLE): $(NODE_STAMP) $(wildcard client_demo/src/*)
+	npm run --silent build
+
 install: $(STAMP)
+
+# Chromium for the browser tests, from Debian's packages (never a downloaded browser).
+system-deps:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "chromium is missing: install Debian's 'chromium' package"; exit 1; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/tusd-py -host $(HOST) -port $(PORT) -upload-dir ./data
 
-test: $(STAMP)
+# The Uppy drag-and-drop page on its own origin, next to the server.
+demo: $(STAMP) $(BUNDLE)
+	$(BIN)/python client_demo/demo.py --tus-port $(PORT) --page-port $(PAGE_PORT) --upload-dir ./data
+
+test: $(STAMP) $(BUNDLE) system-deps
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) node_modules client_demo/dist .pytest_cache .hypothesis build *.egg-info

@@ -17,10 +17,14 @@ from starlette.types import Receive, Scope, Send
 
 from .config import Config
 from .cors import CORSMiddleware
+from .events import Events
 from .expiry import run_sweeper
 from .handler import TusHandler
+from .hooks import HOOK_TYPES, FileHooks, HookBackend, Hooks, HttpHooks
 from .lockers import FileLocker, Locker
 from .method_override import MethodOverrideMiddleware
+from .metrics import Metrics
+from .request_log import RequestLogMiddleware
 from .shutdown import on_shutdown_signal
 from .stores import DataStore, FileStore
 
@@ -41,17 +45,50 @@ class _AnyMethod:
         await response(scope, receive, send)
 
 
+def enabled_hooks(config: Config) -> tuple[str, ...]:
+    """`-hooks-enabled-events`: a comma-separated list; empty means every hook (tusd)."""
+    names = tuple(name.strip() for name in config.hooks_enabled_events.split(",") if name.strip())
+    unknown = [name for name in names if name not in HOOK_TYPES]
+    if unknown:
+        raise ValueError(f"unknown hook events: {', '.join(unknown)} (known: {', '.join(HOOK_TYPES)})")
+    return names or HOOK_TYPES
+
+
+def hook_backend(config: Config) -> HookBackend | None:
+    # One transport at a time, the directory first, as in tusd.
+    if config.hooks_dir:
+        return FileHooks(config.hooks_dir)
+    if config.hooks_http:
+        forward = tuple(name.strip() for name in config.hooks_http_forward_headers.split(",") if name.strip())
+        return HttpHooks(
+            config.hooks_http,
+            retries=config.hooks_http_retry,
+            backoff=config.hooks_http_backoff,
+            timeout=config.hooks_http_timeout,
+            size_limit=config.hooks_http_size_limit,
+            forward_headers=forward,
+        )
+    return None
+
+
 def create_app(config: Config, store: DataStore | None = None, locker: Locker | None = None) -> Starlette:
-    store = store if store is not None else FileStore(config.upload_dir)
+    store = (
+        store
+        if store is not None
+        else FileStore(config.upload_dir, file_perms=config.file_perms, dir_perms=config.dir_perms)
+    )
     # File locks by default: correct with several worker processes on one directory.
     locker = locker if locker is not None else FileLocker(config.upload_dir, config.acquire_lock_timeout)
-    handler = TusHandler(config, store, locker)
+    metrics = Metrics()
+    hooks = Hooks(hook_backend(config), enabled_hooks(config), observer=metrics.hook_called)
+    handler = TusHandler(config, store, locker, Events(hooks, metrics))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         with on_shutdown_signal(handler.shutdown):
             async with anyio.create_task_group() as background:
                 background.start_soon(locker.run)
+                background.start_soon(hooks.serve)
                 if config.expiration > 0:
                     background.start_soon(
                         run_sweeper, store, locker, config.expiration, config.expiration_sweep_interval
@@ -65,16 +102,17 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
     base = config.base_path
     collection = _AnyMethod(handler.collection)
     routes = [Route(base, collection), Route(base + "{upload_id:path}", _AnyMethod(handler.upload))]
+    if config.expose_metrics:
+        routes.insert(0, Route(config.metrics_path, metrics.endpoint))
     if base != "/":
         # tusd answers both /files and /files/ for creation.
         routes.insert(0, Route(base.rstrip("/"), collection))
         if config.show_greeting:
             routes.append(Route("/", greeting))
-    middleware = [Middleware(MethodOverrideMiddleware)]
+    middleware = [Middleware(RequestLogMiddleware, json_format=config.log_format == "json")]
     if not config.disable_cors:
-        # Outermost, so every response (errors and 404s included) carries CORS headers.
-        middleware.insert(
-            0,
+        # Outside method override, so every response (errors and 404s included) carries CORS headers.
+        middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origin=config.cors_allow_origin,
@@ -83,8 +121,9 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
                 allow_headers=config.cors_allow_headers,
                 expose_headers=config.cors_expose_headers,
                 max_age=config.cors_max_age,
-            ),
+            )
         )
+    middleware.append(Middleware(MethodOverrideMiddleware))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.handler = handler
     return app

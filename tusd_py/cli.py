@@ -6,35 +6,47 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-from uvicorn.supervisors import Multiprocess
-
-from .app import CONFIG_ENVIRONMENT_VARIABLE, create_app
+from . import __version__
 from .config import Config
-from .flags import Flag, FlagError, HelpRequested, parse_bool, parse_duration, parse_flags, parse_regex, usage
+from .flags import (
+    Flag,
+    FlagError,
+    HelpRequested,
+    parse_bool,
+    parse_duration,
+    parse_flags,
+    parse_octal,
+    parse_regex,
+    usage,
+)
 
 FLAGS = (
+    # Listening
     Flag("host", str, "host to bind the HTTP server to"),
     Flag("port", int, "port to bind the HTTP server to (0 picks a free one)"),
+    Flag("unix-sock", str, "listen on this UNIX socket instead of TCP (a stale socket file is removed)"),
     Flag("base-path", str, "basepath of the HTTP server"),
-    Flag("upload-dir", str, "directory to store uploads in"),
+    Flag("behind-proxy", parse_bool, "respect X-Forwarded-* and Forwarded headers"),
+    Flag("workers", int, "number of worker processes sharing the port"),
+    Flag("tls-certificate", str, "path to the TLS certificate (with its chain)"),
+    Flag("tls-key", str, "path to the TLS private key"),
+    # Protocol
     Flag("max-size", int, "maximum size of a single upload in bytes (0 = unlimited)"),
     Flag("disable-download", parse_bool, "disable downloading uploads with GET"),
     Flag("disable-termination", parse_bool, "disable the termination extension"),
     Flag("disable-concatenation", parse_bool, "disable the concatenation extension"),
     Flag("expiration", parse_duration, "unfinished uploads expire this long after their last byte (0 disables)"),
     Flag("expiration-sweep-interval", parse_duration, "how often expired uploads are removed"),
-    Flag("network-timeout", parse_duration, "timeout for reading the request body"),
-    Flag("acquire-lock-timeout", parse_duration, "how long a request waits for an upload's lock"),
-    Flag("shutdown-timeout", parse_duration, "how long to wait for running requests on SIGTERM"),
-    Flag("workers", int, "number of worker processes sharing the port"),
+    # CORS
     Flag("disable-cors", parse_bool, "disable CORS headers"),
     Flag("cors-allow-origin", parse_regex, "regular expression of allowed origins (whole origin must match)"),
     Flag("cors-allow-credentials", parse_bool, "allow credentials in cross-origin requests"),
@@ -42,27 +54,107 @@ FLAGS = (
     Flag("cors-allow-headers", str, "comma-separated request headers to allow besides the defaults"),
     Flag("cors-expose-headers", str, "comma-separated response headers to expose besides the defaults"),
     Flag("cors-max-age", str, "seconds browsers may cache a preflight answer"),
+    # File storage
+    Flag("upload-dir", str, "directory to store uploads in"),
+    Flag("dir-perms", parse_octal, "permissions of created directories (octal)"),
+    Flag("file-perms", parse_octal, "permissions of created files (octal)"),
+    # Hooks
+    Flag("hooks-dir", str, "directory of hook executables, named after the event"),
+    Flag("hooks-http", str, "URL to POST hook events to"),
+    Flag("hooks-http-forward-headers", str, "comma-separated client headers to forward to the HTTP hook"),
+    Flag("hooks-http-retry", int, "retries of a failed HTTP hook (5xx or network error)"),
+    Flag("hooks-http-backoff", parse_duration, "wait between HTTP hook retries"),
+    Flag("hooks-http-timeout", parse_duration, "timeout of one HTTP hook request"),
+    Flag("hooks-http-size-limit", int, "largest HTTP hook response in bytes"),
+    Flag("hooks-enabled-events", str, "comma-separated hook events to run (empty: all, including pre-access)"),
+    Flag("progress-hooks-interval", parse_duration, "interval of post-receive hooks while a body streams"),
+    # Monitoring and logs
+    Flag("expose-metrics", parse_bool, "expose Prometheus metrics"),
+    Flag("metrics-path", str, "path of the metrics endpoint"),
     Flag("show-greeting", parse_bool, "show the greeting message at /"),
-    Flag("verbose", parse_bool, "log more"),
+    Flag("verbose", parse_bool, "log every request and upload event"),
+    Flag("log-format", str, "log format: text or json"),
+    Flag("version", parse_bool, "print the version and exit"),
+    # Timeouts
+    Flag("network-timeout", parse_duration, "timeout for reading the request body"),
+    Flag("acquire-lock-timeout", parse_duration, "how long a request waits for an upload's lock"),
+    Flag("shutdown-timeout", parse_duration, "how long to wait for running requests on SIGTERM"),
 )
+
+# tusd flags we refuse with a reason rather than silently ignore.
+NOT_IMPLEMENTED = {
+    **dict.fromkeys(["hooks-grpc", "hooks-grpc-retry", "hooks-grpc-backoff", "hooks-grpc-secure",
+                     "hooks-grpc-server-tls-certificate", "hooks-grpc-client-tls-certificate",
+                     "hooks-grpc-client-tls-key", "hooks-grpc-forward-headers"], "gRPC hooks"),
+    "hooks-plugin": "Go plugin hooks",
+    "hooks-http-skip-verify": "skipping TLS verification of hook endpoints",
+    **dict.fromkeys(["gcs-bucket", "gcs-object-prefix", "gcs-endpoint"], "Google Cloud Storage"),
+    **dict.fromkeys(["azure-storage", "azure-container-access-type", "azure-blob-access-tier",
+                     "azure-object-prefix", "azure-endpoint"], "Azure Blob Storage"),
+    **dict.fromkeys(["s3-bucket", "s3-object-prefix", "s3-endpoint", "s3-part-size", "s3-min-part-size",
+                     "s3-max-buffered-parts", "s3-disable-content-hashes", "s3-disable-ssl",
+                     "s3-concurrent-part-uploads", "s3-transfer-acceleration", "s3-log-api-calls"], "S3 storage"),
+    **dict.fromkeys(["expose-pprof", "pprof-path", "pprof-block-profile-rate", "pprof-mutex-profile-rate"],
+                    "Go's pprof"),
+    "enable-h2c": "HTTP/2 (uvicorn speaks HTTP/1.1)",
+    "tls-mode": "choosing TLS versions",
+    "enable-experimental-protocol": "the IETF resumable-upload draft",
+    "request-completion-timeout": "a grace period after a request ends",
+    "filelock-holder-poll-interval": "tuning file lock polls",
+    "filelock-acquirer-poll-interval": "tuning file lock polls",
+    "show-startup-logs": "hiding start-up logs",
+}  # fmt: skip
 
 
 def config_from_args(argv: Sequence[str]) -> Config:
-    values = parse_flags(FLAGS, argv)
+    values = parse_flags(FLAGS, argv, not_implemented=NOT_IMPLEMENTED)
     known = {field.name for field in fields(Config)}
-    return Config(
+    config = Config(
         **{name.replace("-", "_"): value for name, value in values.items() if name.replace("-", "_") in known}
     )
+    if config.log_format not in ("text", "json"):
+        raise FlagError(f"invalid value {config.log_format!r} for flag -log-format: use text or json")
+    if bool(config.tls_certificate) != bool(config.tls_key):
+        raise FlagError("-tls-certificate and -tls-key must be given together")
+    from .app import enabled_hooks  # deferred: importing the app pulls in the server stack
+
+    try:
+        enabled_hooks(config)
+    except ValueError as error:
+        raise FlagError(f"invalid value for flag -hooks-enabled-events: {error}") from None
+    return config
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+def _bind(config: Config) -> socket.socket:
+    if config.unix_sock:
+        Path(config.unix_sock).unlink(missing_ok=True)  # a stale socket from an earlier run
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(config.unix_sock)
+    else:
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.port))
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _endpoint(config: Config, sock: socket.socket) -> str:
+    if config.unix_sock:
+        return f"unix:{config.unix_sock}{config.base_path}"
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    scheme = "https" if config.tls_certificate else "http"
+    return f"{scheme}://{host}:{sock.getsockname()[1]}{config.base_path}"
+
+
+def _configure_logging(config: Config) -> None:
+    fmt = (
+        '{"time": "%(asctime)s", "level": "%(levelname)s", "msg": %(message)r}'
+        if config.log_format == "json"
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.basicConfig(level=logging.INFO if config.verbose else logging.WARNING, format=fmt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,19 +167,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlagError as error:
         print(f"tusd-py: {error}\n{usage('tusd-py', FLAGS)}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO if config.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if config.version:
+        print(f"tusd-py {__version__}")
+        return 0
+    _configure_logging(config)
     try:
-        sock = _bind(config.host, config.port)
+        sock = _bind(config)
     except OSError as error:
-        print(f"tusd-py: cannot listen on {config.host}:{config.port}: {error}", file=sys.stderr)
+        where = config.unix_sock or f"{config.host}:{config.port}"
+        print(f"tusd-py: cannot listen on {where}: {error}", file=sys.stderr)
         return 1
-    port = sock.getsockname()[1]
-    host = f"[{config.host}]" if ":" in config.host else config.host
     print(f"tusd-py: uploads in {Path(config.upload_dir).absolute()}", flush=True)
-    print(f"tusd-py: serving at http://{host}:{port}{config.base_path}", flush=True)
+    print(f"tusd-py: serving at {_endpoint(config, sock)}", flush=True)
+    return _serve(config, sock)
+
+
+def _serve(config: Config, sock: socket.socket) -> int:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
     options: dict[str, Any] = dict(
         http="httptools",
         loop="uvloop",
@@ -96,15 +194,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         proxy_headers=False,
         server_header=False,
         access_log=False,
-        log_level="info" if config.verbose else "warning",
+        log_config=None,  # ours, from _configure_logging
         timeout_graceful_shutdown=config.shutdown_timeout,
+        ssl_certfile=config.tls_certificate or None,
+        ssl_keyfile=config.tls_key or None,
     )
     if config.workers <= 1:
-        server = uvicorn.Server(uvicorn.Config(create_app(config), **options))
-        server.run(sockets=[sock])
+        from .app import create_app
+
+        uvicorn.Server(uvicorn.Config(create_app(config), **options)).run(sockets=[sock])
         return 0
-    # Workers build their own app from the same Config, passed through the environment.
+    # Workers build their own app from the same Config, passed through the environment,
+    # and share metrics through files (prometheus-client's multiprocess mode).
+    from .app import CONFIG_ENVIRONMENT_VARIABLE
+
+    metrics_dir = tempfile.mkdtemp(prefix="tusd-py-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[CONFIG_ENVIRONMENT_VARIABLE] = json.dumps(asdict(config))
     worker_config = uvicorn.Config("tusd_py.app:app_from_environment", factory=True, workers=config.workers, **options)
-    Multiprocess(worker_config, sockets=[sock]).run()
+    try:
+        Multiprocess(worker_config, sockets=[sock]).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -33,8 +33,27 @@ class Config:
     cors_allow_headers: str = ""
     cors_expose_headers: str = ""
     cors_max_age: str = "86400"
+    behind_proxy: bool = False
+    unix_sock: str = ""
+    tls_certificate: str = ""
+    tls_key: str = ""
+    dir_perms: int = 0o775
+    file_perms: int = 0o664
+    hooks_dir: str = ""
+    hooks_http: str = ""
+    hooks_http_forward_headers: str = ""
+    hooks_http_retry: int = 3
+    hooks_http_backoff: float = 1.0
+    hooks_http_timeout: float = 15.0
+    hooks_http_size_limit: int = 5120
+    hooks_enabled_events: str = "pre-create,post-create,post-receive,post-terminate,post-finish"
+    progress_hooks_interval: float = 1.0
+    expose_metrics: bool = True
+    metrics_path: str = "/metrics"
     show_greeting: bool = True
     verbose: bool = True
+    log_format: str = "text"
+    version: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_path", normalize_base_path(self.base_path))

@@ -14,7 +14,11 @@ import os
 import re
 from urllib.parse import quote
 
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import FileResponse
+from starlette.types import Message, Receive, Scope, Send
+
+from .protocol import TUS_VERSION
 
 # tusd's allow-list (pkg/handler/unrouted_handler.go): shown inline, never scriptable.
 INLINE_TYPES = frozenset(
@@ -50,6 +54,9 @@ def media_type(filetype: str | None) -> str:
 
 def safe_filename(name: str) -> str:
     """The last path component, without control characters."""
+    # Metadata values are bytes kept with surrogate escapes; a name that is not
+    # UTF-8 gets replacement characters rather than breaking the header.
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     name = re.sub(r"[\x00-\x1f\x7f]", "", name)
     return re.split(r"[/\\]", name)[-1].strip()
 
@@ -80,9 +87,55 @@ def none_match(if_none_match: str | None, tag: str) -> bool:
     return tag in candidates
 
 
+_RANGE_SPEC = re.compile(r"(\d*)-(\d*)")
+
+
+def usable_range(header: str, size: int) -> str | None:
+    """The Range header to act on (RFC 9110 section 14.2), or None to ignore it.
+
+    A unit other than bytes or a malformed set is ignored (200, whole body);
+    unsatisfiable ranges are dropped from a set that has satisfiable ones;
+    a set with none is passed on as it is, to be answered 416.
+    """
+    unit, sep, specs = header.partition("=")
+    if unit.strip().lower() != "bytes" or not sep:
+        return None
+    kept = []
+    parts = [part.strip() for part in specs.split(",")]
+    for part in parts:
+        match = _RANGE_SPEC.fullmatch(part)
+        if match is None or not (match[1] or match[2]):
+            return None
+        first, last = match[1], match[2]
+        if first and last and int(last) < int(first):
+            return None
+        if (int(first) < size) if first else (int(last) > 0 and size > 0):
+            kept.append(part)
+    return "bytes=" + ",".join(kept or parts)
+
+
 class UploadFileResponse(FileResponse):
     # Larger reads than Starlette's 64 KiB: one thread hop per 512 KiB.
     chunk_size = 512 * 1024
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # FileResponse builds its 416 (and 400 for a malformed Range) itself:
+        # give those the headers every response of ours carries.
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Tus-Resumable", TUS_VERSION)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+            await send(message)
+
+        request_range = Headers(scope=scope).get("range")
+        if request_range is not None:
+            usable = usable_range(request_range, self.stat_result.st_size if self.stat_result else 0)
+            raw = [(k, v) for k, v in scope["headers"] if k != b"range"]
+            if usable is not None:
+                raw.append((b"range", usable.encode("latin-1")))
+            scope = {**scope, "headers": raw}
+        await super().__call__(scope, receive, send_with_headers)
 
 
 def file_response(

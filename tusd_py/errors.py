@@ -28,8 +28,12 @@ class TusError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+        # A hook's HTTPResponse may replace the body (tusd's MergeWith).
+        self.custom_body: bytes | None = None
 
     def body(self) -> bytes:
+        if self.custom_body is not None:
+            return self.custom_body
         return f"{self.code}: {self.message}\n".encode()
 
 

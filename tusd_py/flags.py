@@ -9,7 +9,7 @@ or `-name=true|false` (never by a separate word, as in Go). Parsing stops at
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +74,13 @@ class Flag:
         return self.parse is parse_bool
 
 
-def parse_flags(flags: Sequence[Flag], argv: Sequence[str]) -> dict[str, Any]:
-    """Values by flag name for the flags that argv sets."""
+def parse_flags(
+    flags: Sequence[Flag], argv: Sequence[str], not_implemented: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Values by flag name for the flags that argv sets.
+
+    `not_implemented` names flags that are refused with a reason (tusd flags
+    we do not offer) rather than reported as unknown."""
     by_name = {flag.name: flag for flag in flags}
     values: dict[str, Any] = {}
     args = list(argv)
@@ -89,6 +94,8 @@ def parse_flags(flags: Sequence[Flag], argv: Sequence[str]) -> dict[str, Any]:
         flag = by_name.get(name)
         if flag is None and name in ("h", "help"):
             raise HelpRequested(name)
+        if flag is None and not_implemented and name in not_implemented:
+            raise FlagError(f"flag -{name} is a tusd flag that tusd-py does not implement ({not_implemented[name]})")
         if flag is None:
             raise FlagError(f"flag provided but not defined: -{name}")
         if not has_value:

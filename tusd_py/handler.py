@@ -12,11 +12,13 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import replace
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import digests, download, protocol
+from . import digests, download, protocol, urls
 from .checksum import SUPPORTED as CHECKSUM_ALGORITHMS
 from .completion import Completion
 from .config import Config
@@ -29,10 +31,12 @@ from .errors import (
     upload_expired,
     upload_not_found,
 )
+from .events import Events, request_info
 from .expiry import expires_at, is_expired
+from .hooks import HookResponse, HTTPResponse, RequestInfo
 from .info import UploadInfo
 from .lockers import Locker
-from .stores import DataStore, UploadNotFound
+from .stores import DataStore, UploadExists, UploadNotFound
 from .transfer import Transfer, Transfers, receive_body
 
 log = logging.getLogger("tusd_py")
@@ -41,10 +45,12 @@ Endpoint = Callable[[Request, str], Awaitable[Response]]
 
 
 class TusHandler:
-    def __init__(self, config: Config, store: DataStore, locker: Locker) -> None:
+    def __init__(self, config: Config, store: DataStore, locker: Locker, events: Events) -> None:
         self.config = config
         self.store = store
         self.locker = locker
+        self.events = events
+        self.metrics = events.metrics
         self.completion = Completion(store)
         self.transfers = Transfers()
         extensions = ["creation", "creation-with-upload", "creation-defer-length"]
@@ -78,6 +84,14 @@ class TusHandler:
         return await self._dispatch(request, self._upload_methods, request.path_params["upload_id"])
 
     async def _dispatch(self, request: Request, methods: dict[str, Endpoint], upload_id: str) -> Response:
+        self.metrics.requests.labels(request.method).inc()
+        self.metrics.connections_open.inc()
+        try:
+            return await self._call(request, methods, upload_id)
+        finally:
+            self.metrics.connections_open.dec()
+
+    async def _call(self, request: Request, methods: dict[str, Endpoint], upload_id: str) -> Response:
         try:
             endpoint = methods.get(request.method)
             if endpoint is None:
@@ -99,6 +113,7 @@ class TusHandler:
             return self._render_error(request, error)
 
     def _render_error(self, request: Request, error: TusError) -> Response:
+        self.metrics.errors.labels(str(error.status), error.code).inc()
         if error.status >= 500:
             log.warning("%s %s -> %d %s", request.method, request.url.path, error.status, error.code)
         body = b"" if request.method == "HEAD" else error.body()
@@ -132,12 +147,13 @@ class TusHandler:
             protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS) if with_body else None
         )
         _reject_checksum_trailer(request)
+        event_request = request_info(request)
 
         if concat is not None and concat.is_final:
             if with_body and content_length != 0:
                 raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot carry data")
-            info = await self._concatenate(concat, metadata, declared)
-            return _response(201, {"Location": self._url(request, info.id)})
+            info, hook_response = await self._concatenate(request, concat, metadata, declared, event_request)
+            return _response(201, {"Location": self._url(request, info.id)}, hook=hook_response)
 
         size = protocol.parse_creation_length(headers.get("upload-length"), headers.get("upload-defer-length"))
         if size is not None:
@@ -151,31 +167,44 @@ class TusHandler:
         )
         if with_body:
             self._check_body_fits(info, content_length)  # before anything is created
-        info = await self.store.create(info)
+        info, hook_response = await self.events.creating(info, event_request)
+        info = await self._store_new(info)
+        self.events.created(info, event_request)
         response_headers = {"Location": self._url(request, info.id)}
         transfer = Transfer()
         async with self.locker.hold(info.id, transfer.release_requested):
             failure = None
             if with_body:
-                info, failure = await self._receive(request, info, content_length, checksum, transfer)
+                info, failure = await self._receive(request, info, content_length, checksum, transfer, event_request)
                 if failure is not None and failure.status == 460:
                     # Nothing of a failed creation-with-upload is worth keeping,
                     # and a client that got no Location cannot resume it anyway.
                     await self.store.terminate(info.id)
                     raise failure
             # Created complete (Upload-Length: 0, or the whole body in the POST).
-            info = await self._verify_if_complete(info, remove_on_mismatch=True)
+            info, finish_response = await self._finish_if_complete(info, event_request, remove_on_mismatch=True)
         if failure is not None:
             failure.headers.update(response_headers)
             raise failure
         if with_body:
             response_headers["Upload-Offset"] = str(info.offset)
         self._add_expires(response_headers, info)
-        return _response(201, response_headers)
+        return _response(201, response_headers, hook=finish_response or hook_response)
+
+    async def _store_new(self, info: UploadInfo) -> UploadInfo:
+        try:
+            return await self.store.create(info)
+        except UploadExists:
+            raise TusError(409, "ERR_UPLOAD_EXISTS", f"an upload with id {info.id} already exists") from None
 
     async def _concatenate(
-        self, concat: protocol.Concat, metadata: dict[str, str], declared: digests.Digests
-    ) -> UploadInfo:
+        self,
+        request: Request,
+        concat: protocol.Concat,
+        metadata: dict[str, str],
+        declared: digests.Digests,
+        event_request: RequestInfo,
+    ) -> tuple[UploadInfo, HTTPResponse | None]:
         partial_ids = [protocol.upload_id_from_url(url, self.config.base_path) for url in concat.partial_urls]
         async with AsyncExitStack() as locks:
             # Sorted, each once: two finals naming the same partials cannot deadlock.
@@ -198,18 +227,25 @@ class TusHandler:
                 partial_uploads=tuple(partial_ids),
                 declared_digests=declared,
             )
+            final, hook_response = await self.events.creating(final, event_request)
             hashers = self.completion.resume(final)  # fresh: the final is at offset 0
             observers = list((hashers or {}).values())
-            final = await self.store.concatenate(final, [partials[pid] for pid in partial_ids], observers)
+            try:
+                final = await self.store.concatenate(final, [partials[pid] for pid in partial_ids], observers)
+            except UploadExists:
+                raise TusError(409, "ERR_UPLOAD_EXISTS", f"an upload with id {final.id} already exists") from None
             self.completion.keep(final.id, final.offset, hashers)
+        self.events.created(final, event_request)
         async with self.locker.hold(final.id):
-            return await self._verify_if_complete(final, remove_on_mismatch=True)
+            final, finish_response = await self._finish_if_complete(final, event_request, remove_on_mismatch=True)
+        return final, finish_response or hook_response
 
     # --- HEAD ----------------------------------------------------------------------
 
     async def head(self, request: Request, upload_id: str) -> Response:
         async with self.locker.hold(upload_id):
             info = await self._load(upload_id)
+            await self.events.accessing(info, request_info(request))
             headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
             if info.verified:
                 headers["Repr-Digest"] = await self._repr_digest(request, info)
@@ -222,8 +258,8 @@ class TusHandler:
         if info.is_partial:
             headers["Upload-Concat"] = "partial"
         elif info.is_final:
-            urls = " ".join(self._url(request, partial_id) for partial_id in info.partial_uploads)
-            headers["Upload-Concat"] = f"final;{urls}"
+            partial_urls = " ".join(self._url(request, partial_id) for partial_id in info.partial_uploads)
+            headers["Upload-Concat"] = f"final;{partial_urls}"
         self._add_expires(headers, info)
         return _response(200, headers)
 
@@ -245,24 +281,32 @@ class TusHandler:
         content_length = protocol.parse_content_length(headers.get("content-length"))
         checksum = protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS)
         _reject_checksum_trailer(request)
+        event_request = request_info(request)
 
         transfer = Transfer()
         async with self.locker.hold(upload_id, transfer.release_requested):
             info = await self._load(upload_id)
+            await self.events.accessing(info, event_request)
             if info.is_final:
                 raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot be modified")
             if offset != info.offset:
                 raise mismatched_offset(info.offset)
             if declared_size is not None:
                 info = await self._declare_size(info, declared_size)
-            info, failure = await self._receive(request, info, content_length, checksum, transfer)
-            # The bytes that completed the upload count even if the request then failed.
-            info = await self._verify_if_complete(info, remove_on_mismatch=False)
+            info, failure = await self._receive(request, info, content_length, checksum, transfer, event_request)
+            if transfer.terminate:
+                # A post-receive hook stopped the upload: it is removed (tusd).
+                await self.store.terminate(info.id)
+                self.completion.forget(info.id)
+                self.events.terminated(info, event_request)
+            else:
+                # The bytes that completed the upload count even if the request then failed.
+                info, finish_response = await self._finish_if_complete(info, event_request, remove_on_mismatch=False)
         if failure is not None:
             raise failure
         response_headers = {"Upload-Offset": str(info.offset)}
         self._add_expires(response_headers, info)
-        return _response(204, response_headers)
+        return _response(204, response_headers, hook=finish_response)
 
     async def _declare_size(self, info: UploadInfo, size: int) -> UploadInfo:
         if info.size is not None:
@@ -283,10 +327,12 @@ class TusHandler:
         content_length: int | None,
         checksum: protocol.Checksum | None,
         transfer: Transfer,
+        event_request: RequestInfo,
     ) -> tuple[UploadInfo, TusError | None]:
         """Stream the body into the upload; returns the new info and the error to answer, if any."""
         limit, too_long = self._check_body_fits(info, content_length)
         running = self.completion.resume(info)
+        progress = _Progress(self, info, event_request, transfer)
         with self.transfers.track(transfer):
             received = await receive_body(
                 self.store,
@@ -298,14 +344,21 @@ class TusHandler:
                 checksum=checksum,
                 running=running,
                 transfer=transfer,
+                on_progress=progress.update,
             )
+        self.metrics.bytes_received.inc(received.info.offset - info.offset)
+        progress.final(received.info.offset)
         self.completion.keep(info.id, received.info.offset, received.hashers)
         return received.info, received.failure
 
-    async def _verify_if_complete(self, info: UploadInfo, *, remove_on_mismatch: bool) -> UploadInfo:
-        if info.is_complete and not info.verified:
-            return await self.completion.finish(info, remove_on_mismatch=remove_on_mismatch)
-        return info
+    async def _finish_if_complete(
+        self, info: UploadInfo, event_request: RequestInfo, *, remove_on_mismatch: bool
+    ) -> tuple[UploadInfo, HTTPResponse | None]:
+        """Verify an upload that just completed and run its finish events (pre-finish may shape the response)."""
+        if not info.is_complete or info.verified:
+            return info, None
+        info = await self.completion.finish(info, remove_on_mismatch=remove_on_mismatch)
+        return info, await self.events.finished(info, event_request)
 
     # --- GET (download) ------------------------------------------------------------------
 
@@ -315,6 +368,7 @@ class TusHandler:
         if not info.verified:
             async with self.locker.hold(upload_id, interrupt=False):
                 info = await self._load(upload_id)
+        await self.events.accessing(info, request_info(request))
         if not info.verified:
             raise TusError(404, "ERR_UPLOAD_NOT_FINISHED", "upload is not finished, nothing to download yet")
         tag = download.etag(info.digests[digests.DEFAULT_ALGORITHM])
@@ -343,11 +397,15 @@ class TusHandler:
     # --- DELETE ------------------------------------------------------------------------
 
     async def delete(self, request: Request, upload_id: str) -> Response:
+        event_request = request_info(request)
         async with self.locker.hold(upload_id):
-            await self._get_info(upload_id)
+            info = await self._get_info(upload_id)
+            await self.events.accessing(info, event_request)
+            hook_response = await self.events.terminating(info, event_request)
             await self.store.terminate(upload_id)
             self.completion.forget(upload_id)
-        return _response(204)
+        self.events.terminated(info, event_request)
+        return _response(204, hook=hook_response)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -400,8 +458,13 @@ class TusHandler:
             headers["Upload-Expires"] = protocol.format_http_date(deadline)
 
     def _url(self, request: Request, upload_id: str) -> str:
-        host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-        return f"{request.url.scheme}://{host}{self.config.base_path}{upload_id}"
+        host, scheme = urls.host_and_scheme(
+            request.url.scheme,
+            request.headers.get("host") or request.url.netloc,
+            request.headers,
+            self.config.behind_proxy,
+        )
+        return urls.upload_url(scheme, host, self.config.base_path, upload_id)
 
 
 def _reject_checksum_trailer(request: Request) -> None:
@@ -410,9 +473,47 @@ def _reject_checksum_trailer(request: Request) -> None:
         raise bad_request("ERR_INVALID_CHECKSUM", "checksums in trailers are not supported")
 
 
+class _Progress:
+    """post-receive hooks while a body streams: at most one per -progress-hooks-interval
+    while the offset moves, and one when the request ends (tusd)."""
+
+    def __init__(self, handler: TusHandler, info: UploadInfo, event_request: RequestInfo, transfer: Transfer) -> None:
+        self.events = handler.events
+        self.interval = handler.config.progress_hooks_interval
+        self.info = info
+        self.request = event_request
+        self.transfer = transfer
+        self.reported = info.offset
+        self.last = anyio.current_time()
+        self.enabled = handler.events.hooks.wants("post-receive")
+
+    def update(self, offset: int) -> None:
+        if self.enabled and anyio.current_time() - self.last >= self.interval:
+            self.final(offset)
+
+    def final(self, offset: int) -> None:
+        if self.enabled and offset != self.reported:
+            self.reported, self.last = offset, anyio.current_time()
+            self.events.received(replace(self.info, offset=offset), self.request, self._answer)
+
+    def _answer(self, response: HookResponse) -> None:
+        if response.stop_upload:
+            stopped = TusError(400, "ERR_UPLOAD_STOPPED", "upload has been stopped by server")
+            self.transfer.stop(response.http.merge_into(stopped), terminate=True)
+
+
 def _response(
-    status: int, headers: dict[str, str] | None = None, body: bytes = b"", media_type: str | None = None
+    status: int,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    media_type: str | None = None,
+    hook: HTTPResponse | None = None,
 ) -> Response:
     all_headers = {"Tus-Resumable": protocol.TUS_VERSION, "X-Content-Type-Options": "nosniff"}
     all_headers.update(headers or {})
+    if hook is not None:
+        # A pre-create / pre-finish / pre-terminate hook may shape the response (tusd's MergeWith).
+        status = hook.status or status
+        all_headers.update(hook.headers)
+        body = hook.body.encode() or body
     return Response(body, status_code=status, headers=all_headers, media_type=media_type)

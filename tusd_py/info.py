@@ -56,7 +56,12 @@ class UploadInfo:
 
 
 def encode(info: UploadInfo) -> bytes:
-    document: dict[str, Any] = {
+    return json.dumps(document(info)).encode()
+
+
+def document(info: UploadInfo) -> dict[str, Any]:
+    """The tusd FileInfo JSON object (also the `Upload` of hook payloads)."""
+    fields: dict[str, Any] = {
         "ID": info.id,
         "Size": info.size if info.size is not None else 0,
         "SizeIsDeferred": info.size_is_deferred,
@@ -68,35 +73,35 @@ def encode(info: UploadInfo) -> bytes:
         "Storage": info.storage,
     }
     if info.declared_digests:
-        document["DeclaredDigests"] = digest_codec.encode_map(info.declared_digests)
+        fields["DeclaredDigests"] = digest_codec.encode_map(info.declared_digests)
     if info.digests:
-        document["Digests"] = digest_codec.encode_map(info.digests)
-    return json.dumps(document).encode()
+        fields["Digests"] = digest_codec.encode_map(info.digests)
+    return fields
 
 
 def decode(raw: bytes) -> UploadInfo:
     """Parse a `.info` document; raises ValueError if it is not one."""
-    document = json.loads(raw)
-    if not isinstance(document, dict) or not isinstance(document.get("ID"), str):
+    fields = json.loads(raw)
+    if not isinstance(fields, dict) or not isinstance(fields.get("ID"), str):
         raise ValueError("not a tus upload info document")
-    metadata = document.get("MetaData") or {}
-    storage = document.get("Storage") or {}
-    partial_uploads = document.get("PartialUploads") or []
+    metadata = fields.get("MetaData") or {}
+    storage = fields.get("Storage") or {}
+    partial_uploads = fields.get("PartialUploads") or []
     if not isinstance(metadata, dict) or not isinstance(storage, dict) or not isinstance(partial_uploads, list):
         raise ValueError("malformed upload info document")
     try:
-        deferred = bool(document.get("SizeIsDeferred", False))
+        deferred = bool(fields.get("SizeIsDeferred", False))
         return UploadInfo(
-            id=document["ID"],
-            size=None if deferred else int(document.get("Size", 0)),
-            offset=int(document.get("Offset", 0)),
+            id=fields["ID"],
+            size=None if deferred else int(fields.get("Size", 0)),
+            offset=int(fields.get("Offset", 0)),
             metadata={str(k): "" if v is None else str(v) for k, v in metadata.items()},
-            is_partial=bool(document.get("IsPartial", False)),
-            is_final=bool(document.get("IsFinal", False)),
+            is_partial=bool(fields.get("IsPartial", False)),
+            is_final=bool(fields.get("IsFinal", False)),
             partial_uploads=tuple(str(p) for p in partial_uploads),
             storage={str(k): str(v) for k, v in storage.items()},
-            declared_digests=digest_codec.decode_map(document.get("DeclaredDigests")),
-            digests=digest_codec.decode_map(document.get("Digests")),
+            declared_digests=digest_codec.decode_map(fields.get("DeclaredDigests")),
+            digests=digest_codec.decode_map(fields.get("Digests")),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"malformed upload info document: {exc}") from None

@@ -13,7 +13,7 @@ before the response.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -34,10 +34,12 @@ class Transfer:
     def __init__(self) -> None:
         self.scope = anyio.CancelScope()
         self.reason: TusError | None = None
+        self.terminate = False  # a post-receive hook asked to stop and remove the upload
 
-    def stop(self, reason: TusError) -> None:
+    def stop(self, reason: TusError, *, terminate: bool = False) -> None:
         if self.reason is None:
             self.reason = reason
+            self.terminate = terminate
         self.scope.cancel()
 
     def release_requested(self) -> None:
@@ -85,6 +87,7 @@ async def receive_body(
     checksum: Checksum | None,
     running: Hashers | None,
     transfer: Transfer,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Received:
     reader = BodyReader(chunks, limit=limit, idle_timeout=idle_timeout)
     request_hasher = new_hasher(checksum.algorithm) if checksum else None
@@ -97,6 +100,8 @@ async def receive_body(
             with transfer.scope:
                 while (block := await reader.next_block()) is not None:
                     await writer.append(block)
+                    if on_progress is not None:
+                        on_progress(writer.written_offset)
         except TusError as error:
             failure = error
         with anyio.CancelScope(shield=True):

@@ -22,6 +22,7 @@ import fcntl
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -29,6 +30,12 @@ import anyio
 from ..errors import lock_timeout
 from .base import _ignore
 from .memory import MemoryLocker
+
+
+@dataclass
+class _Acquisition:
+    interrupt: bool  # ask the current holder to let go
+    acquired: bool = False
 
 
 class FileLocker:
@@ -54,8 +61,19 @@ class FileLocker:
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
     ) -> AsyncIterator[None]:
         deadline = anyio.current_time() + self.acquire_timeout
-        async with self._local.hold(upload_id, on_release_request, interrupt=interrupt):
-            fd = await self._acquire(upload_id, deadline, interrupt)
+        state = _Acquisition(interrupt)
+
+        def on_local_release_request() -> None:
+            # A request queued behind us in this process: while we are still
+            # waiting for the file lock, ask the holder elsewhere on its behalf.
+            if state.acquired:
+                on_release_request()
+            else:
+                state.interrupt = True
+
+        async with self._local.hold(upload_id, on_local_release_request, interrupt=interrupt):
+            fd = await self._acquire(upload_id, deadline, state)
+            state.acquired = True
             if on_release_request is not _ignore:
                 self._watched[upload_id] = on_release_request
             try:
@@ -95,7 +113,7 @@ class FileLocker:
             return None
         return fd
 
-    async def _acquire(self, upload_id: str, deadline: float, interrupt: bool) -> int:
+    async def _acquire(self, upload_id: str, deadline: float, state: _Acquisition) -> int:
         stop = self._stop_path(upload_id)
         asked = False
         while True:
@@ -103,7 +121,7 @@ class FileLocker:
             if fd is not None:
                 stop.unlink(missing_ok=True)  # our request (if any) was heard
                 return fd
-            if interrupt:
+            if state.interrupt:
                 stop.touch()
                 asked = True
             if anyio.current_time() >= deadline:

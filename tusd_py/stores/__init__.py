@@ -1,4 +1,4 @@
-from .base import DataStore, UploadNotFound, UploadWriter
+from .base import DataStore, UploadExists, UploadNotFound, UploadWriter
 from .file import FileStore
 
-__all__ = ["DataStore", "FileStore", "UploadNotFound", "UploadWriter"]
+__all__ = ["DataStore", "FileStore", "UploadExists", "UploadNotFound", "UploadWriter"]

@@ -20,6 +20,10 @@ class UploadNotFound(Exception):
     """No upload with this id exists (or its files are unreadable)."""
 
 
+class UploadExists(Exception):
+    """An upload with this id exists already (a hook chose the id)."""
+
+
 class UploadWriter(Protocol):
     """Appends blocks at the upload's offset for the length of one request.
 
@@ -30,6 +34,11 @@ class UploadWriter(Protocol):
 
     @property
     def offset(self) -> int: ...
+
+    @property
+    def written_offset(self) -> int:
+        """The offset including bytes not yet committed (progress reports)."""
+        ...
 
     @property
     def updated_at(self) -> float: ...

@@ -26,7 +26,7 @@ import anyio.to_thread
 from .. import info as info_codec
 from ..checksum import Hasher, new_hasher
 from ..info import UploadInfo
-from .base import UploadNotFound
+from .base import UploadExists, UploadNotFound
 
 INFO_SUFFIX = ".info"
 ROLLBACK_SUFFIX = ".rollback"
@@ -107,7 +107,12 @@ class FileStore:
         info = replace(info, storage=self._storage_fields(info.id))
 
         def create_files() -> UploadInfo:
-            fd = os.open(self.data_path(info.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_perms)
+            if self.info_path(info.id).exists():
+                raise UploadExists(info.id)
+            try:
+                fd = os.open(self.data_path(info.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_perms)
+            except FileExistsError:
+                raise UploadExists(info.id) from None
             try:
                 stat = os.fstat(fd)
             finally:
@@ -154,6 +159,8 @@ class FileStore:
             # Assemble under a temporary name so a crash never leaves a final
             # upload whose bytes are short; the info is written last.
             target = self.data_path(final.id)
+            if target.exists() or self.info_path(final.id).exists():
+                raise UploadExists(final.id)
             temp = target.with_name(f"{target.name}.{secrets.token_hex(4)}.concat")
             try:
                 with open(temp, "wb") as out:
@@ -212,6 +219,10 @@ class _FileWriter:
     def offset(self) -> int:
         if self._transactional and not self._committed:
             return self._start
+        return self.written_offset
+
+    @property
+    def written_offset(self) -> int:
         return self._start + self._written
 
     def open(self) -> None:

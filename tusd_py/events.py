@@ -1,0 +1,89 @@
+"""Upload lifecycle events: the hooks they run and the metrics they count.
+
+The handler calls these at the points tusd does; each method knows which
+hook is blocking (and may change or refuse what happens) and which only
+notifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from starlette.requests import Request
+
+from .errors import TusError
+from .hooks import HookResponse, Hooks, HTTPResponse, RequestInfo
+from .info import UploadInfo
+from .metrics import Metrics
+from .protocol import is_valid_upload_id
+
+HookResponseCallback = Callable[[HookResponse], None]
+
+
+def request_info(request: Request) -> RequestInfo:
+    headers: dict[str, list[str]] = {}
+    for name, value in request.headers.items():
+        # Go's canonical header names, as tusd's payload carries them.
+        headers.setdefault("-".join(part.capitalize() for part in name.split("-")), []).append(value)
+    query = request.url.query
+    client = request.client
+    return RequestInfo(
+        method=request.method,
+        uri=request.url.path + (f"?{query}" if query else ""),
+        remote_addr=f"{client.host}:{client.port}" if client else "",
+        headers=headers,
+    )
+
+
+class Events:
+    def __init__(self, hooks: Hooks, metrics: Metrics) -> None:
+        self.hooks = hooks
+        self.metrics = metrics
+
+    async def creating(self, info: UploadInfo, request: RequestInfo) -> tuple[UploadInfo, HTTPResponse]:
+        """pre-create: may refuse the upload, or change its id and metadata."""
+        response = await self.hooks.run("pre-create", info, request)
+        if response.reject_upload:
+            raise response.http.merge_into(
+                TusError(400, "ERR_UPLOAD_REJECTED", "upload creation has been rejected by server")
+            )
+        if response.new_id:
+            if not is_valid_upload_id(response.new_id):
+                raise TusError(500, "ERR_INVALID_UPLOAD_ID", "pre-create hook returned an invalid upload id")
+            info = replace(info, id=response.new_id)
+        if response.new_metadata is not None:
+            info = replace(info, metadata=response.new_metadata)
+        return info, response.http
+
+    def created(self, info: UploadInfo, request: RequestInfo) -> None:
+        self.metrics.uploads_created.inc()
+        self.hooks.notify("post-create", info, request)
+
+    def received(self, info: UploadInfo, request: RequestInfo, on_response: HookResponseCallback | None = None) -> None:
+        self.hooks.notify("post-receive", info, request, on_response)
+
+    async def finished(self, info: UploadInfo, request: RequestInfo) -> HTTPResponse:
+        """pre-finish (its response shapes the completing request's), then post-finish."""
+        response = await self.hooks.run("pre-finish", info, request)
+        self.metrics.uploads_finished.inc()
+        self.hooks.notify("post-finish", info, request)
+        return response.http
+
+    async def accessing(self, info: UploadInfo, request: RequestInfo) -> None:
+        """pre-access (ours): may refuse HEAD, PATCH, GET or DELETE of an existing upload."""
+        response = await self.hooks.run("pre-access", info, request)
+        if response.reject_access:
+            raise response.http.merge_into(TusError(403, "ERR_ACCESS_DENIED", "access to this upload was denied"))
+
+    async def terminating(self, info: UploadInfo, request: RequestInfo) -> HTTPResponse:
+        response = await self.hooks.run("pre-terminate", info, request)
+        if response.reject_termination:
+            raise response.http.merge_into(
+                TusError(400, "ERR_UPLOAD_TERMINATION_REJECTED", "upload termination has been rejected by server")
+            )
+        return response.http
+
+    def terminated(self, info: UploadInfo, request: RequestInfo) -> None:
+        self.metrics.uploads_terminated.inc()
+        self.hooks.notify("post-terminate", info, request)

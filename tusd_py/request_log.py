@@ -1,0 +1,52 @@
+"""One log line per request, text or JSON, with the client's X-Request-ID.
+
+Pure ASGI: it only watches the response start, so bodies stream untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("tusd_py.requests")
+
+
+class RequestLogMiddleware:
+    def __init__(self, app: ASGIApp, *, json_format: bool = False) -> None:
+        self.app = app
+        self.json_format = json_format
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            headers = Headers(scope=scope)
+            fields = {
+                "event": "RequestCompleted",
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                # tusd logs the request id truncated to 36 characters.
+                "request_id": headers.get("x-request-id", "")[:36],
+            }
+            if self.json_format:
+                log.info(json.dumps(fields))
+            else:
+                log.info(" ".join(f"{key}={value}" for key, value in fields.items()))
