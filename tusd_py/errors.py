@@ -15,10 +15,14 @@ message. It is raised anywhere below the HTTP edge and rendered once, in
       ├── 413  upload or body larger than allowed
       ├── 415  wrong PATCH Content-Type
       ├── 460  per-request checksum mismatch
-      └── 500  read timeout, connection reset, lock timeout (clients retry 5xx)
+      ├── 500  read timeout, connection reset, lock timeout, storage failure (clients retry 5xx)
+      ├── 503  server shutting down
+      └── 507  disk full
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class TusError(Exception):
@@ -87,6 +91,12 @@ def lock_timeout() -> TusError:
 
 def upload_interrupted() -> TusError:
     return TusError(400, "ERR_UPLOAD_INTERRUPTED", "upload was interrupted by another request for it")
+
+
+def storage_error(error: OSError) -> TusError:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return TusError(507, "ERR_STORAGE_FULL", "no space left to store the upload; the bytes stored so far are kept")
+    return TusError(500, "ERR_STORAGE", f"the upload could not be stored: {error.strerror or error}")
 
 
 def server_shutdown() -> TusError:

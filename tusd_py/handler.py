@@ -28,6 +28,7 @@ from .errors import (
     max_size_exceeded,
     mismatched_offset,
     size_exceeded,
+    storage_error,
     upload_expired,
     upload_not_found,
 )
@@ -111,6 +112,11 @@ class TusHandler:
             return await endpoint(request, upload_id)
         except TusError as error:
             return self._render_error(request, error)
+        except OSError as error:
+            # The store failed (disk full, permissions...). What was written is
+            # on disk and counted; the client hears a clear code and can retry.
+            log.error("%s %s: storage error: %s", request.method, request.url.path, error)
+            return self._render_error(request, storage_error(error))
 
     def _render_error(self, request: Request, error: TusError) -> Response:
         self.metrics.errors.labels(str(error.status), error.code).inc()

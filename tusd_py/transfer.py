@@ -25,7 +25,7 @@ from .completion import Hashers
 from .errors import TusError, checksum_mismatch, server_shutdown, upload_interrupted
 from .info import UploadInfo
 from .protocol import Checksum
-from .stores import DataStore
+from .stores import DataStore, UploadWriter
 
 
 class Transfer:
@@ -76,6 +76,47 @@ class Received:
     hashers: Hashers | None  # running whole-file hashers at info.offset, if still valid
 
 
+async def _pump(
+    reader: BodyReader,
+    writer: UploadWriter,
+    transfer: Transfer,
+    on_progress: Callable[[int], None] | None,
+) -> TusError | None:
+    """Read the next block while the previous one is written (and hashed) in a
+    thread, so socket and disk work overlap. Returns the read error, if any."""
+    send, receive = anyio.create_memory_object_stream[bytearray](1)
+    failure: TusError | None = None
+
+    async def write_blocks() -> None:
+        async with receive:
+            async for block in receive:
+                await writer.append(block)
+                if on_progress is not None:
+                    on_progress(writer.written_offset)
+
+    async def read_blocks() -> None:
+        nonlocal failure
+        async with send:
+            block = None
+            try:
+                with transfer.scope:
+                    while (block := await reader.next_block()) is not None:
+                        await send.send(block)
+                        block = None
+            except TusError as error:
+                failure = error
+            if block:  # read, but its hand-over was cancelled: still to be stored
+                reader.pending[:0] = block
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(write_blocks)
+            await read_blocks()
+    except BaseExceptionGroup as group:  # a failed write (disk full, ...): surface it as itself
+        raise group.exceptions[0] from None
+    return failure
+
+
 async def receive_body(
     store: DataStore,
     info: UploadInfo,
@@ -94,16 +135,8 @@ async def receive_body(
     # A checksummed request may be rolled back: hash into copies, adopted on commit.
     hashers = running if running is None or checksum is None else {k: h.copy() for k, h in running.items()}
     observers: list[Hasher] = [*(hashers or {}).values(), *([request_hasher] if request_hasher else [])]
-    failure: TusError | None = None
     async with store.writer(info, transactional=checksum is not None, observers=observers) as writer:
-        try:
-            with transfer.scope:
-                while (block := await reader.next_block()) is not None:
-                    await writer.append(block)
-                    if on_progress is not None:
-                        on_progress(writer.written_offset)
-        except TusError as error:
-            failure = error
+        failure = await _pump(reader, writer, transfer, on_progress)
         with anyio.CancelScope(shield=True):
             if reader.pending:
                 await writer.append(reader.take_pending())
