@@ -109,9 +109,14 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
         routes.insert(0, Route(base.rstrip("/"), collection))
         if config.show_greeting:
             routes.append(Route("/", greeting))
-    middleware = [Middleware(RequestLogMiddleware, json_format=config.log_format == "json")]
+    # Method override first, so logs, CORS and routing all see the effective method
+    # (a preflight OPTIONS is never overridden).
+    middleware = [
+        Middleware(MethodOverrideMiddleware),
+        Middleware(RequestLogMiddleware, json_format=config.log_format == "json"),
+    ]
     if not config.disable_cors:
-        # Outside method override, so every response (errors and 404s included) carries CORS headers.
+        # Around everything else, so every response (errors and 404s included) carries CORS headers.
         middleware.append(
             Middleware(
                 CORSMiddleware,
@@ -123,7 +128,6 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
                 max_age=config.cors_max_age,
             )
         )
-    middleware.append(Middleware(MethodOverrideMiddleware))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.handler = handler
     return app
