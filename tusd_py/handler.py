@@ -27,6 +27,7 @@ from .errors import (
     bad_request,
     max_size_exceeded,
     mismatched_offset,
+    server_shutdown,
     size_exceeded,
     storage_error,
     upload_expired,
@@ -94,6 +95,9 @@ class TusHandler:
 
     async def _call(self, request: Request, methods: dict[str, Endpoint], upload_id: str) -> Response:
         try:
+            if self.transfers.closing:
+                # uvicorn may still hand us requests for a moment after SIGTERM.
+                raise server_shutdown()
             endpoint = methods.get(request.method)
             if endpoint is None:
                 raise TusError(

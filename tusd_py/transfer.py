@@ -53,6 +53,10 @@ class Transfers:
         self._active: set[Transfer] = set()
         self._closing = False
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     def shutdown(self) -> None:
         self._closing = True
         for transfer in list(self._active):

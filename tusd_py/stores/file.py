@@ -145,7 +145,14 @@ class FileStore:
     async def terminate(self, upload_id: str) -> None:
         def remove() -> None:
             # The info goes first: once it is gone the upload no longer exists.
-            for path in (self.info_path(upload_id), self.data_path(upload_id), self._rollback_path(upload_id)):
+            rollback = self._rollback_path(upload_id)
+            paths = (
+                self.info_path(upload_id),
+                self.data_path(upload_id),
+                rollback,
+                rollback.with_name(rollback.name + ".tmp"),
+            )
+            for path in paths:
                 path.unlink(missing_ok=True)
 
         await self._run(remove)
