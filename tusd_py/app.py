@@ -113,7 +113,7 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
     # (a preflight OPTIONS is never overridden).
     middleware = [
         Middleware(MethodOverrideMiddleware),
-        Middleware(RequestLogMiddleware, json_format=config.log_format == "json"),
+        Middleware(RequestLogMiddleware),
     ]
     if not config.disable_cors:
         # Around everything else, so every response (errors and 404s included) carries CORS headers.

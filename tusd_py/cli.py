@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import socket
@@ -15,7 +14,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, log_format
 from .config import Config
 from .flags import (
     Flag,
@@ -148,15 +147,6 @@ def _endpoint(config: Config, sock: socket.socket) -> str:
     return f"{scheme}://{host}:{sock.getsockname()[1]}{config.base_path}"
 
 
-def _configure_logging(config: Config) -> None:
-    fmt = (
-        '{"time": "%(asctime)s", "level": "%(levelname)s", "msg": %(message)r}'
-        if config.log_format == "json"
-        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.basicConfig(level=logging.INFO if config.verbose else logging.WARNING, format=fmt)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -170,19 +160,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.version:
         print(f"tusd-py {__version__}")
         return 0
-    _configure_logging(config)
+    log_format.configure(config.log_format, config.verbose)
     try:
         sock = _bind(config)
     except OSError as error:
         where = config.unix_sock or f"{config.host}:{config.port}"
         print(f"tusd-py: cannot listen on {where}: {error}", file=sys.stderr)
         return 1
-    print(f"tusd-py: uploads in {Path(config.upload_dir).absolute()}", flush=True)
-    print(f"tusd-py: serving at {_endpoint(config, sock)}", flush=True)
-    return _serve(config, sock)
+    upload_dir = Path(config.upload_dir).absolute()
+    try:
+        upload_dir.mkdir(mode=config.dir_perms, parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"tusd-py: cannot use upload directory {upload_dir}: {error}", file=sys.stderr)
+        return 1
+    return _serve(config, sock, f"tusd-py: uploads in {upload_dir}\ntusd-py: serving at {_endpoint(config, sock)}")
 
 
-def _serve(config: Config, sock: socket.socket) -> int:
+def _serve(config: Config, sock: socket.socket, banner: str) -> int:
+    """Run uvicorn; `banner` is printed once the app is built, so the URL it shows works."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -194,7 +189,7 @@ def _serve(config: Config, sock: socket.socket) -> int:
         proxy_headers=False,
         server_header=False,
         access_log=False,
-        log_config=None,  # ours, from _configure_logging
+        log_config=None,  # ours, from log_format.configure
         timeout_graceful_shutdown=config.shutdown_timeout,
         ssl_certfile=config.tls_certificate or None,
         ssl_keyfile=config.tls_key or None,
@@ -202,7 +197,9 @@ def _serve(config: Config, sock: socket.socket) -> int:
     if config.workers <= 1:
         from .app import create_app
 
-        uvicorn.Server(uvicorn.Config(create_app(config), **options)).run(sockets=[sock])
+        server = uvicorn.Server(uvicorn.Config(create_app(config), **options))
+        print(banner, flush=True)
+        server.run(sockets=[sock])
         return 0
     # Workers build their own app from the same Config, passed through the environment,
     # and share metrics through files (prometheus-client's multiprocess mode).
@@ -212,6 +209,7 @@ def _serve(config: Config, sock: socket.socket) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[CONFIG_ENVIRONMENT_VARIABLE] = json.dumps(asdict(config))
     worker_config = uvicorn.Config("tusd_py.app:app_from_environment", factory=True, workers=config.workers, **options)
+    print(banner, flush=True)
     try:
         Multiprocess(worker_config, sockets=[sock]).run()
     finally:

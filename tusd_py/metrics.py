@@ -15,12 +15,24 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+# tusd exposes no `*_created` series.
+disable_created_metrics()
+METHODS = ("GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS")
+HOOK_TYPES = (
+    "pre-create",
+    "post-create",
+    "post-receive",
+    "pre-finish",
+    "post-finish",
+    "pre-terminate",
+    "post-terminate",
+)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -55,6 +67,13 @@ class Metrics:
         )
         self.hook_errors = Counter("tusd_hook_errors", "Total number of execution errors per hook type.",
                                    ["hooktype"], registry=registry)  # fmt: skip
+
+        # tusd shows these series at zero from the start.
+        for method in METHODS:
+            self.requests.labels(method)
+        for hook_type in HOOK_TYPES:
+            self.hook_invocations.labels(hook_type)
+            self.hook_errors.labels(hook_type)
 
     def hook_called(self, hook_type: str, failed: bool) -> None:
         self.hook_invocations.labels(hook_type).inc()

@@ -1,11 +1,12 @@
-"""One log line per request, text or JSON, with the client's X-Request-ID.
+"""One log line per request, with the client's X-Request-ID.
 
 Pure ASGI: it only watches the response start, so bodies stream untouched.
+The fields travel on the log record (`record.fields`); `log_format.py`
+renders them as `key=value` text or as JSON.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -16,9 +17,8 @@ log = logging.getLogger("tusd_py.requests")
 
 
 class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp, *, json_format: bool = False) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.json_format = json_format
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
@@ -46,7 +46,4 @@ class RequestLogMiddleware:
                 # tusd logs the request id truncated to 36 characters.
                 "request_id": headers.get("x-request-id", "")[:36],
             }
-            if self.json_format:
-                log.info(json.dumps(fields))
-            else:
-                log.info(" ".join(f"{key}={value}" for key, value in fields.items()))
+            log.info("RequestCompleted", extra={"fields": fields})

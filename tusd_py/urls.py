@@ -26,9 +26,10 @@ def _forwarded_pairs(header: str) -> dict[str, str]:
 def host_and_scheme(scheme: str, host: str, headers: Mapping[str, str], behind_proxy: bool) -> tuple[str, str]:
     if behind_proxy:
         forwarded = _forwarded_pairs(headers.get("forwarded", ""))
-        proto = forwarded.get("proto") or headers.get("x-forwarded-proto", "").split(",")[0].strip()
-        if proto.lower() in ("http", "https"):
-            scheme = proto.lower()
+        # Later wins: Forwarded over X-Forwarded-Proto, each only when it is http or https.
+        for proto in (headers.get("x-forwarded-proto", "").split(",")[0].strip(), forwarded.get("proto", "")):
+            if proto.lower() in ("http", "https"):
+                scheme = proto.lower()
         candidate = forwarded.get("host") or headers.get("x-forwarded-host", "").split(",")[0].strip()
         if candidate and _HOST.fullmatch(candidate):
             host = candidate

@@ -1,0 +1,39 @@
+"""Log lines as tusd writes them: `key=value` text (values quoted when they
+need it, so a hostile header cannot forge fields) or one JSON object per line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = getattr(record, "fields", None)
+    return dict(fields) if isinstance(fields, dict) else {"msg": record.getMessage()}
+
+
+def _text_value(value: Any) -> str:
+    text = str(value)
+    if text == "" or any(c in text for c in ' ="\\') or not text.isprintable():
+        return json.dumps(text)
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{key}={_text_value(value)}" for key, value in _fields(record).items())
+        return f"{self.formatTime(record)} {record.levelname} {record.name}: {fields}"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        document = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name}
+        document.update(_fields(record))
+        return json.dumps(document)
+
+
+def configure(log_format: str, verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
