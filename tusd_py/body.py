@@ -44,7 +44,10 @@ class BodyReader:
 
     async def next_block(self) -> bytearray | None:
         """The next block of at most block_size bytes; None at the end of the body."""
+        started = anyio.current_time()
         while not self._done and len(self.pending) < self._block_size:
+            if self.pending and anyio.current_time() - started >= 0.1:
+                break  # a slow body: hand over what came, so progress and offsets move
             try:
                 with anyio.fail_after(self._idle_timeout):
                     chunk = await self._chunks.__anext__()

@@ -221,6 +221,8 @@ class TusHandler:
             for partial_id in sorted(set(partial_ids)):
                 await locks.enter_async_context(self.locker.hold(partial_id, interrupt=False))
             partials = {partial_id: await self._load(partial_id) for partial_id in set(partial_ids)}
+            for partial in partials.values():
+                await self.events.accessing(partial, event_request)
             for partial_id, partial in partials.items():
                 if not partial.is_partial:
                     raise bad_request("ERR_INVALID_CONCAT", f"upload {partial_id} is not a partial upload")
@@ -253,9 +255,9 @@ class TusHandler:
     # --- HEAD ----------------------------------------------------------------------
 
     async def head(self, request: Request, upload_id: str) -> Response:
+        await self._check_access(upload_id, request_info(request))
         async with self.locker.hold(upload_id):
             info = await self._load(upload_id)
-            await self.events.accessing(info, request_info(request))
             headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
             if info.verified:
                 headers["Repr-Digest"] = await self._repr_digest(request, info)
@@ -294,9 +296,9 @@ class TusHandler:
         event_request = request_info(request)
 
         transfer = Transfer()
+        await self._check_access(upload_id, event_request)
         async with self.locker.hold(upload_id, transfer.release_requested):
             info = await self._load(upload_id)
-            await self.events.accessing(info, event_request)
             if info.is_final:
                 raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot be modified")
             if offset != info.offset:
@@ -408,14 +410,19 @@ class TusHandler:
 
     async def delete(self, request: Request, upload_id: str) -> Response:
         event_request = request_info(request)
+        await self._check_access(upload_id, event_request)
         async with self.locker.hold(upload_id):
             info = await self._get_info(upload_id)
-            await self.events.accessing(info, event_request)
             hook_response = await self.events.terminating(info, event_request)
             await self.store.terminate(upload_id)
             self.completion.forget(upload_id)
         self.events.terminated(info, event_request)
         return _response(204, hook=hook_response)
+
+    async def _check_access(self, upload_id: str, event_request: RequestInfo) -> None:
+        """pre-access, before competing for the lock: a refused request must not interrupt a running one."""
+        if self.events.hooks.wants("pre-access"):
+            await self.events.accessing(await self._get_info(upload_id, settle=False), event_request)
 
     # --- helpers -----------------------------------------------------------------------
 

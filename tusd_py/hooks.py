@@ -153,14 +153,30 @@ class FileHooks:
             "TUS_OFFSET": str(info.offset),
         }
         try:
-            result = await anyio.run_process(
-                [str(executable)], input=body, env=env, cwd=self.directory, check=False, stderr=None
-            )
+            process = await anyio.open_process([str(executable)], env=env, cwd=self.directory, stderr=None)
         except OSError as exc:
             raise HookError(f"cannot run {executable}: {exc}") from None
-        if result.returncode != 0:
-            raise HookError(f"{hook_type} hook exited with {result.returncode}: {result.stdout[:200]!r}")
-        return HookResponse.parse(result.stdout)
+        async with process:
+            stdin, stdout = process.stdin, process.stdout
+            assert stdin is not None and stdout is not None
+
+            async def feed() -> None:
+                try:
+                    await stdin.send(body)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    pass  # the hook exited without reading its stdin (tusd's examples do): fine
+                finally:
+                    await stdin.aclose()
+
+            output = bytearray()
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(feed)
+                async for chunk in stdout:
+                    output += chunk
+            returncode = await process.wait()
+        if returncode != 0:
+            raise HookError(f"{hook_type} hook exited with {returncode}: {bytes(output[:200])!r}")
+        return HookResponse.parse(bytes(output))
 
 
 class HttpHooks:
@@ -268,7 +284,7 @@ class Hooks:
     ) -> None:
         try:
             response = await self._invoke(hook_type, info, request)
-        except HookError:
+        except Exception:  # noqa: BLE001 - a background hook must never take the others down
             return
         if on_response is not None:
             on_response(response)
@@ -277,11 +293,11 @@ class Hooks:
         assert self.backend is not None
         try:
             response = await self.backend.invoke(hook_type, info, payload(hook_type, info, request), request)
-        except HookError as exc:
+        except Exception as exc:
             log.error("hook %s for upload %s failed: %s", hook_type, info.id, exc)
             if self.observer:
                 self.observer(hook_type, True)
-            raise
+            raise exc if isinstance(exc, HookError) else HookError(str(exc)) from exc
         if self.observer:
             self.observer(hook_type, False)
         return response
