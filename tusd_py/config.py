@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Passed to every worker's HTTP protocol through the environment (http_protocol.py).
+HEADER_TIMEOUT_VARIABLE = "TUSD_PY_HEADER_TIMEOUT"
+
 
 def normalize_base_path(path: str) -> str:
     return "/" + path.strip("/") + "/" if path.strip("/") else "/"
@@ -16,6 +19,10 @@ class Config:
     base_path: str = "/files/"
     upload_dir: str = "./data"
     max_size: int = 0  # bytes; 0 = unlimited
+    # Bounds on what one request may ask of the server (hostile or broken clients).
+    max_metadata_size: int = 16 * 1024
+    max_concat_partials: int = 1000
+    max_header_size: int = 64 * 1024
     disable_download: bool = False
     disable_termination: bool = False
     disable_concatenation: bool = False

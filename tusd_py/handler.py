@@ -98,6 +98,7 @@ class TusHandler:
             if self.transfers.closing:
                 # uvicorn may still hand us requests for a moment after SIGTERM.
                 raise server_shutdown()
+            self._check_header_sizes(request)
             endpoint = methods.get(request.method)
             if endpoint is None:
                 raise TusError(
@@ -121,6 +122,15 @@ class TusHandler:
             # on disk and counted; the client hears a clear code and can retry.
             log.error("%s %s: storage error: %s", request.method, request.url.path, error)
             return self._render_error(request, storage_error(error))
+
+    def _check_header_sizes(self, request: Request) -> None:
+        # uvicorn's httptools parser sets no limit of its own.
+        total = sum(len(name) + len(value) for name, value in request.scope["headers"])
+        if total > self.config.max_header_size:
+            raise TusError(431, "ERR_HEADERS_TOO_LARGE", f"request headers exceed {self.config.max_header_size} bytes")
+        metadata = request.headers.get("upload-metadata")
+        if metadata is not None and len(metadata) > self.config.max_metadata_size:
+            raise bad_request("ERR_INVALID_METADATA", f"Upload-Metadata exceeds {self.config.max_metadata_size} bytes")
 
     def _render_error(self, request: Request, error: TusError) -> Response:
         self.metrics.errors.labels(str(error.status), error.code).inc()
@@ -215,6 +225,10 @@ class TusHandler:
         declared: digests.Digests,
         event_request: RequestInfo,
     ) -> tuple[UploadInfo, HTTPResponse | None]:
+        if len(concat.partial_urls) > self.config.max_concat_partials:
+            raise bad_request(
+                "ERR_INVALID_CONCAT", f"a final upload may list at most {self.config.max_concat_partials} partials"
+            )
         partial_ids = [protocol.upload_id_from_url(url, self.config.base_path) for url in concat.partial_urls]
         async with AsyncExitStack() as locks:
             # Sorted, each once: two finals naming the same partials cannot deadlock.
