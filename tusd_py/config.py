@@ -24,6 +24,8 @@ class Config:
     max_concat_partials: int = 1000
     max_header_size: int = 64 * 1024
     disable_download: bool = False
+    # The IETF resumable-upload draft beside tus 1.0 (requests with Upload-Draft-Interop-Version).
+    enable_experimental_protocol: bool = True
     disable_termination: bool = False
     disable_concatenation: bool = False
     # Unfinished uploads expire this long after their last stored byte; 0 disables expiration.

@@ -36,6 +36,7 @@ from .errors import (
 from .events import Events, request_info
 from .expiry import expires_at, is_expired
 from .hooks import HookResponse, HTTPResponse, RequestInfo
+from .ietf import IetfHandler
 from .info import UploadInfo
 from .lockers import Locker
 from .stores import DataStore, UploadExists, UploadNotFound
@@ -55,6 +56,7 @@ class TusHandler:
         self.metrics = events.metrics
         self.completion = Completion(store)
         self.transfers = Transfers()
+        self.ietf: IetfHandler | None = IetfHandler(self) if config.enable_experimental_protocol else None
         extensions = ["creation", "creation-with-upload", "creation-defer-length"]
         if not config.disable_termination:
             extensions.append("termination")
@@ -99,6 +101,10 @@ class TusHandler:
                 # uvicorn may still hand us requests for a moment after SIGTERM.
                 raise server_shutdown()
             self._check_header_sizes(request)
+            if self.ietf is not None and "upload-draft-interop-version" in request.headers:
+                # The IETF resumable-upload draft on the same URLs (ietf.py). tus 1.0
+                # clients never send this header, so their responses cannot change.
+                return await self.ietf.handle(request, upload_id)
             endpoint = methods.get(request.method)
             if endpoint is None:
                 raise TusError(
