@@ -8,13 +8,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from conftest import TUS, TusServer, create, head, patch, start_server
+from rawhttp import RawRequest
 from tusclient import client as tus_client
 
 KiB = 1 << 10
@@ -33,51 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TusServer]:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-@dataclass
-class RawResponse:
-    status: int
-    headers: dict[str, str]  # lowercased names
-    body: bytes
-
-
-class RawRequest:
-    """One HTTP/1.1 request over a raw socket: headers now, body bytes when the test says."""
-
-    def __init__(self, server: TusServer, method: str, url: str, headers: dict[str, str]) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
-        lines = [f"{method} {urlsplit(url).path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self._buffer = b""
-
-    def __enter__(self) -> RawRequest:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def read_response(self) -> RawResponse:
-        while b"\r\n\r\n" not in self._buffer:
-            self._recv()
-        head_bytes, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
-        status_line, *lines = head_bytes.decode("latin-1").split("\r\n")
-        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
-        length = int(headers.get("content-length", "0"))
-        while len(self._buffer) < length:
-            self._recv()
-        body, self._buffer = self._buffer[:length], self._buffer[length:]
-        return RawResponse(int(status_line.split(" ")[1]), headers, body)
-
-    def _recv(self) -> None:
-        data = self.sock.recv(65536)  # bounded by the socket timeout
-        if not data:
-            raise ConnectionError("server closed the connection")
-        self._buffer += data
 
 
 def upload_headers(offset: int, **extra: str) -> dict[str, str]:

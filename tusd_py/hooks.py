@@ -37,7 +37,8 @@ from .info import UploadInfo
 
 log = logging.getLogger("tusd_py")
 
-HOOK_TYPES = (
+# tusd's events, then ours.
+TUSD_HOOK_TYPES = (
     "pre-create",
     "post-create",
     "post-receive",
@@ -45,8 +46,8 @@ HOOK_TYPES = (
     "post-finish",
     "pre-terminate",
     "post-terminate",
-    "pre-access",
 )
+HOOK_TYPES = (*TUSD_HOOK_TYPES, "pre-access")
 # tusd's default; pre-finish, pre-terminate (and our pre-access) must be asked for.
 DEFAULT_ENABLED = ("pre-create", "post-create", "post-receive", "post-terminate", "post-finish")
 

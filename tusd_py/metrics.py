@@ -20,6 +20,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .hooks import TUSD_HOOK_TYPES
+
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
 # tusd exposes no `*_created` series.
 disable_created_metrics()
@@ -71,7 +73,7 @@ class Metrics:
         # tusd shows these series at zero from the start.
         for method in METHODS:
             self.requests.labels(method)
-        for hook_type in HOOK_TYPES:
+        for hook_type in TUSD_HOOK_TYPES:  # our pre-access gets its series when first used
             self.hook_invocations.labels(hook_type)
             self.hook_errors.labels(hook_type)
 
