@@ -122,6 +122,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooked]:
     srv = start_server(
         root / "uploads",
         *("-hooks-dir", str(root / "hooks"), "-hooks-enabled-events", "", "-progress-hooks-interval", "200ms"),
+        # Room for the >64 KiB metadata of test_hooks_that_never_read_stdin_work.
+        *("-max-header-size", "1000000", "-max-metadata-size", "1000000"),
     )
     yield Hooked(srv, HookDir(root / "hooks"))
     srv.stop()
