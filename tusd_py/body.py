@@ -2,7 +2,8 @@
 
 ASGI servers hand the body over in messages of at most ~64 KiB. Writing each
 one separately would cost a thread hop per message, so the reader coalesces
-them into blocks of `block_size` bytes. It never holds more than one block.
+them into blocks of about `block_size` bytes (a block ends with the message that
+fills it), so it holds at most one block and one message.
 
 Bytes received but not yet handed out stay in `pending` when reading fails
 (timeout, disconnect, cancellation by a lock release), so the caller can still
