@@ -7,7 +7,7 @@ notifies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 
 from starlette.requests import Request
@@ -21,18 +21,41 @@ from .protocol import is_valid_upload_id
 HookResponseCallback = Callable[[HookResponse], None]
 
 
+class _CanonicalHeaders(Mapping[str, list[str]]):
+    """Request headers as tusd's payload carries them (Go's canonical names, lists of
+    values), built only if a hook actually runs."""
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._built: dict[str, list[str]] | None = None
+
+    def _headers(self) -> dict[str, list[str]]:
+        if self._built is None:
+            self._built = {}
+            for name, value in self._raw:
+                canonical = "-".join(part.capitalize() for part in name.decode("latin-1").split("-"))
+                self._built.setdefault(canonical, []).append(value.decode("latin-1"))
+        return self._built
+
+    def __getitem__(self, key: str) -> list[str]:
+        return self._headers()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers())
+
+    def __len__(self) -> int:
+        return len(self._headers())
+
+
 def request_info(request: Request) -> RequestInfo:
-    headers: dict[str, list[str]] = {}
-    for name, value in request.headers.items():
-        # Go's canonical header names, as tusd's payload carries them.
-        headers.setdefault("-".join(part.capitalize() for part in name.split("-")), []).append(value)
-    query = request.url.query
-    client = request.client
+    scope = request.scope
+    query = scope.get("query_string", b"").decode("latin-1")
+    client = scope.get("client")
     return RequestInfo(
-        method=request.method,
-        uri=request.url.path + (f"?{query}" if query else ""),
-        remote_addr=f"{client.host}:{client.port}" if client else "",
-        headers=headers,
+        method=scope["method"],
+        uri=scope["path"] + (f"?{query}" if query else ""),
+        remote_addr=f"{client[0]}:{client[1]}" if client else "",
+        headers=_CanonicalHeaders(scope["headers"]),
     )
 
 

@@ -18,6 +18,7 @@ behind and two processes can never hold "the same" lock on different inodes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import AsyncIterator, Callable
@@ -87,14 +88,14 @@ class FileLocker:
         while True:
             await anyio.sleep(self.holder_poll)
             for upload_id, on_release_request in list(self._watched.items()):
-                if self._stop_path(upload_id).exists():
+                if os.path.exists(self._stop_path(upload_id)):
                     on_release_request()
 
-    def _lock_path(self, upload_id: str) -> Path:
-        return self.directory / f"{upload_id}.lock"
+    def _lock_path(self, upload_id: str) -> str:
+        return f"{self.directory}/{upload_id}.lock"
 
-    def _stop_path(self, upload_id: str) -> Path:
-        return self.directory / f"{upload_id}.stop"
+    def _stop_path(self, upload_id: str) -> str:
+        return f"{self.directory}/{upload_id}.stop"
 
     def _try_lock(self, upload_id: str) -> int | None:
         path = self._lock_path(upload_id)
@@ -119,19 +120,25 @@ class FileLocker:
         while True:
             fd = self._try_lock(upload_id)
             if fd is not None:
-                stop.unlink(missing_ok=True)  # our request (if any) was heard
+                if asked or os.path.exists(stop):
+                    _remove(stop)  # our request (if any) was heard
                 return fd
             if state.interrupt:
-                stop.touch()
+                os.close(os.open(stop, os.O_WRONLY | os.O_CREAT, 0o644))
                 asked = True
             if anyio.current_time() >= deadline:
                 if asked:
-                    stop.unlink(missing_ok=True)  # don't stop the next holder on our behalf
+                    _remove(stop)  # don't stop the next holder on our behalf
                 raise lock_timeout()
             await anyio.sleep(self.acquirer_poll)
 
     def _release(self, upload_id: str, fd: int) -> None:
         try:
-            self._lock_path(upload_id).unlink(missing_ok=True)
+            _remove(self._lock_path(upload_id))
         finally:
             os.close(fd)  # closing drops the flock
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

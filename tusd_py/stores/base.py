@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Protocol
 
 from ..checksum import Hasher
@@ -82,7 +81,7 @@ class DataStore(Protocol):
         """Store `final` as the partials' bytes in order, fed to observers; returns it complete."""
         ...
 
-    def local_path(self, upload_id: str) -> Path:
+    def local_path(self, upload_id: str) -> str:
         """Where the bytes can be read from disk (downloads)."""
         ...
 
