@@ -20,13 +20,25 @@ def _text_value(value: Any) -> str:
     return text
 
 
-class TextFormatter(logging.Formatter):
+class _Formatter(logging.Formatter):
+    # A line per request: format the timestamp once per second, not once per line.
+    _second = -1
+    _stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, super().formatTime(record, datefmt)[:-4]
+        return f"{self._stamp},{int(record.msecs):03d}"
+
+
+class TextFormatter(_Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = " ".join(f"{key}={_text_value(value)}" for key, value in _fields(record).items())
         return f"{self.formatTime(record)} {record.levelname} {record.name}: {fields}"
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_Formatter):
     def format(self, record: logging.LogRecord) -> str:
         document = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name}
         document.update(_fields(record))
