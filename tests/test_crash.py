@@ -197,6 +197,6 @@ def test_uploads_survive_three_sigkills(make_server, tmp_path: Path) -> None:  #
             if "repr-digest" in response.headers:  # a whole-file digest survives the crashes too
                 sha256 = base64.b64encode(hashlib.sha256(upload.data).digest()).decode()
                 assert f"sha-256=:{sha256}:" in response.headers["repr-digest"]
-            # Nothing of the crashes is left behind: no marker, and no lock file once idle.
+            # Nothing of the crashes is left behind: no marker, no pending stop request.
             assert not (upload_dir / f"{upload.id}.rollback").exists()
-            assert not (upload_dir / f"{upload.id}.lock").exists()
+            assert not (upload_dir / f"{upload.id}.stop").exists()

@@ -103,12 +103,13 @@ def data_file(server: TusServer, url: str) -> Path:
 
 
 def leftovers(server: TusServer, url: str) -> list[str]:
-    """Files of this upload besides its data and .info (.rollback, .lock, .stop, temp files)."""
+    """Files of this upload besides its data, .info and lock file (.rollback, .stop, temp files).
+    The lock file lives as long as the upload (lockers/file.py)."""
     upload_id = url.rsplit("/", 1)[1]
     return sorted(
         p.name
         for p in server.upload_dir.iterdir()
-        if p.name.startswith(upload_id) and p.name not in (upload_id, upload_id + ".info")
+        if p.name.startswith(upload_id) and p.name not in (upload_id, upload_id + ".info", upload_id + ".lock")
     )
 
 

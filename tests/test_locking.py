@@ -49,11 +49,11 @@ def data_file(server: TusServer, url: str) -> Path:
 
 
 def leftovers(server: TusServer, url: str) -> list[str]:
-    """Files of this upload besides its data and .info (.lock, .stop, .rollback, temp files)."""
+    """Files of this upload besides its data, .info and lock file (.stop, .rollback, temp files).
+    The lock file lives as long as the upload (lockers/file.py)."""
     uid = upload_id(url)
-    return sorted(
-        p.name for p in server.upload_dir.iterdir() if p.name.startswith(uid) and p.name not in (uid, uid + ".info")
-    )
+    kept = (uid, uid + ".info", uid + ".lock")
+    return sorted(p.name for p in server.upload_dir.iterdir() if p.name.startswith(uid) and p.name not in kept)
 
 
 def wait_for_file_size(path: Path, at_least: int) -> int:

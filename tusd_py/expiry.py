@@ -38,6 +38,7 @@ async def sweep_once(store: DataStore, locker: Locker, lifetime: float) -> int:
                 info = await store.get_info(upload_id)
                 if is_expired(info, lifetime):
                     await store.terminate(upload_id)
+                    locker.discard(upload_id)
                     removed += 1
         except (UploadNotFound, TusError):  # gone meanwhile, unreadable, or busy: next sweep
             continue

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 
 import anyio
@@ -39,6 +39,7 @@ from .hooks import HookResponse, HTTPResponse, RequestInfo
 from .ietf import IetfHandler
 from .info import UploadInfo
 from .lockers import Locker
+from .lockers.base import _ignore
 from .stores import DataStore, UploadExists, UploadNotFound
 from .transfer import Transfer, Transfers, receive_body
 
@@ -198,7 +199,7 @@ class TusHandler:
         self.events.created(info, event_request)
         response_headers = {"Location": self._url(request, info.id)}
         transfer = Transfer()
-        async with self.locker.hold(info.id, transfer.release_requested):
+        async with self._hold(info.id, transfer.release_requested):
             failure = None
             if with_body:
                 info, failure = await self._receive(request, info, content_length, checksum, transfer, event_request)
@@ -239,7 +240,7 @@ class TusHandler:
         async with AsyncExitStack() as locks:
             # Sorted, each once: two finals naming the same partials cannot deadlock.
             for partial_id in sorted(set(partial_ids)):
-                await locks.enter_async_context(self.locker.hold(partial_id, interrupt=False))
+                await locks.enter_async_context(self._hold(partial_id, interrupt=False))
             partials = {partial_id: await self._load(partial_id) for partial_id in set(partial_ids)}
             for partial in partials.values():
                 await self.events.accessing(partial, event_request)
@@ -268,7 +269,7 @@ class TusHandler:
                 raise TusError(409, "ERR_UPLOAD_EXISTS", f"an upload with id {final.id} already exists") from None
             self.completion.keep(final.id, final.offset, hashers)
         self.events.created(final, event_request)
-        async with self.locker.hold(final.id):
+        async with self._hold(final.id):
             final, finish_response = await self._finish_if_complete(final, event_request, remove_on_mismatch=True)
         return final, finish_response or hook_response
 
@@ -276,7 +277,7 @@ class TusHandler:
 
     async def head(self, request: Request, upload_id: str) -> Response:
         await self._check_access(upload_id, request_info(request))
-        async with self.locker.hold(upload_id):
+        async with self._hold(upload_id):
             info = await self._load(upload_id)
             headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
             if info.verified:
@@ -317,7 +318,7 @@ class TusHandler:
 
         transfer = Transfer()
         await self._check_access(upload_id, event_request)
-        async with self.locker.hold(upload_id, transfer.release_requested):
+        async with self._hold(upload_id, transfer.release_requested):
             info = await self._load(upload_id)
             if info.is_final:
                 raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot be modified")
@@ -398,7 +399,7 @@ class TusHandler:
         # Looked at without the lock first, so a download never interrupts an upload.
         info = await self._get_info(upload_id, settle=False)
         if not info.verified:
-            async with self.locker.hold(upload_id, interrupt=False):
+            async with self._hold(upload_id, interrupt=False):
                 info = await self._load(upload_id)
         await self.events.accessing(info, request_info(request))
         if not info.verified:
@@ -431,7 +432,7 @@ class TusHandler:
     async def delete(self, request: Request, upload_id: str) -> Response:
         event_request = request_info(request)
         await self._check_access(upload_id, event_request)
-        async with self.locker.hold(upload_id):
+        async with self._hold(upload_id):
             info = await self._get_info(upload_id)
             hook_response = await self.events.terminating(info, event_request)
             await self.store.terminate(upload_id)
@@ -445,6 +446,21 @@ class TusHandler:
             await self.events.accessing(await self._get_info(upload_id, settle=False), event_request)
 
     # --- helpers -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _hold(
+        self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
+    ) -> AsyncIterator[None]:
+        """The upload's lock. An id with no upload is refused before a lock file exists
+        for it, and the lock's traces go once the upload is gone (terminated, expired)."""
+        if not self.store.exists(upload_id):
+            raise upload_not_found()
+        async with self.locker.hold(upload_id, on_release_request, interrupt=interrupt):
+            try:
+                yield
+            finally:
+                if not self.store.exists(upload_id):
+                    self.locker.discard(upload_id)
 
     async def _get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
         try:

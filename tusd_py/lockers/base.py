@@ -19,6 +19,7 @@ from typing import Protocol
 
 
 def _ignore() -> None:
+    """The default release-request callback: nothing to stop."""
     pass
 
 
@@ -26,6 +27,10 @@ class Locker(Protocol):
     def hold(
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
     ) -> AbstractAsyncContextManager[None]: ...
+
+    def discard(self, upload_id: str) -> None:
+        """Forget a removed upload's lock (called by its holder)."""
+        ...
 
     async def run(self) -> None:
         """Background duties for the app's lifetime (e.g. hearing other processes)."""

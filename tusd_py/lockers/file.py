@@ -11,9 +11,10 @@ seconds (tusd's filelocker does the same
 with a PID file and 5 s / 2 s polls; ours are short enough that a stuck
 request stops well within 3 s).
 
-The holder deletes the lock file before it unlocks, and a new holder checks
-that the file it locked is still the one at the path; so no lock file is left
-behind and two processes can never hold "the same" lock on different inodes.
+A lock file lives as long as its upload (creating and deleting one per request
+cost ~50 us): the holder that sees the upload gone deletes it (`discard`), and a
+new holder checks that the file it locked is still the one at the path, so two
+processes can never hold "the same" lock on different inodes.
 """
 
 from __future__ import annotations
@@ -133,10 +134,13 @@ class FileLocker:
             await anyio.sleep(self.acquirer_poll)
 
     def _release(self, upload_id: str, fd: int) -> None:
-        try:
-            _remove(self._lock_path(upload_id))
-        finally:
-            os.close(fd)  # closing drops the flock
+        os.close(fd)  # closing drops the flock; the lock file stays for the upload's next request
+
+    def discard(self, upload_id: str) -> None:
+        # Safe while others wait on the old file: a new holder checks that the file
+        # it locked is still the one at the path (_try_lock).
+        _remove(self._lock_path(upload_id))
+        _remove(self._stop_path(upload_id))
 
 
 def _remove(path: str) -> None:

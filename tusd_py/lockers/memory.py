@@ -26,6 +26,9 @@ class MemoryLocker:
     async def run(self) -> None:
         """Nothing to do in the background: release requests are direct calls."""
 
+    def discard(self, upload_id: str) -> None:
+        """Nothing is kept for an upload nobody holds."""
+
     @asynccontextmanager
     async def hold(
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True

@@ -50,6 +50,10 @@ class UploadWriter(Protocol):
 class DataStore(Protocol):
     async def create(self, info: UploadInfo) -> UploadInfo: ...
 
+    def exists(self, upload_id: str) -> bool:
+        """Cheap check, without a lock: does an upload with this id exist?"""
+        ...
+
     async def get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
         """The upload's info with its real offset; raises UploadNotFound.
 

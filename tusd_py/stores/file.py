@@ -101,6 +101,9 @@ class FileStore:
         except (OSError, ValueError) as exc:  # a marker we did not write: the upload is unusable
             raise UploadNotFound(upload_id) from exc
 
+    def exists(self, upload_id: str) -> bool:
+        return os.path.exists(self.info_path(upload_id))
+
     async def get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
         # Inline, not in a thread: reading a small, page-cached file and one
         # stat cost ~20 us, while a thread hop costs ~100 us of CPU. Measured
