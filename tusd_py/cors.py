@@ -21,18 +21,18 @@ from collections.abc import Sequence
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-ALLOW_METHODS = ("POST", "HEAD", "PATCH", "OPTIONS", "GET", "DELETE")
+ALLOW_METHODS = ("POST", "HEAD", "PATCH", "OPTIONS", "GET", "DELETE", "PUT")  # PUT: IETF draft creation
 ALLOW_HEADERS = (
     "Authorization", "Origin", "X-Requested-With", "X-Request-ID", "X-HTTP-Method-Override", "Content-Type",
     "Upload-Length", "Upload-Offset", "Tus-Resumable", "Upload-Metadata", "Upload-Defer-Length", "Upload-Concat",
     "Upload-Checksum", "Upload-Incomplete", "Upload-Complete", "Upload-Draft-Interop-Version", "Repr-Digest",
-    "Want-Repr-Digest", "Range", "If-Range", "If-None-Match",
+    "Want-Repr-Digest", "Content-Digest", "Content-Disposition", "Range", "If-Range", "If-None-Match",
 )  # fmt: skip
 EXPOSE_HEADERS = (
     "Upload-Offset", "Location", "Upload-Length", "Tus-Version", "Tus-Resumable", "Tus-Max-Size", "Tus-Extension",
     "Tus-Checksum-Algorithm", "Upload-Metadata", "Upload-Defer-Length", "Upload-Concat", "Upload-Expires",
     "Upload-Incomplete", "Upload-Complete", "Upload-Draft-Interop-Version", "Upload-Limit", "Repr-Digest",
-    "ETag", "Content-Range", "Content-Disposition",
+    "ETag", "Content-Range", "Content-Disposition", "Accept-Patch",
 )  # fmt: skip
 
 

@@ -203,11 +203,11 @@ class TusHandler:
             failure = None
             if with_body:
                 info, failure = await self._receive(request, info, content_length, checksum, transfer, event_request)
-                if failure is not None and failure.status == 460:
-                    # Nothing of a failed creation-with-upload is worth keeping,
-                    # and a client that got no Location cannot resume it anyway.
-                    await self.store.terminate(info.id)
-                    raise failure
+                if transfer.terminate or (failure is not None and failure.status == 460):
+                    # Stopped by a post-receive hook, or nothing worth keeping (and a
+                    # client that got no Location cannot resume it anyway).
+                    await self._remove(info, event_request)
+                    raise failure or transfer.reason or upload_not_found()
             # Created complete (Upload-Length: 0, or the whole body in the POST).
             info, finish_response = await self._finish_if_complete(info, event_request, remove_on_mismatch=True)
         if failure is not None:
@@ -328,10 +328,7 @@ class TusHandler:
                 info = await self._declare_size(info, declared_size)
             info, failure = await self._receive(request, info, content_length, checksum, transfer, event_request)
             if transfer.terminate:
-                # A post-receive hook stopped the upload: it is removed (tusd).
-                await self.store.terminate(info.id)
-                self.completion.forget(info.id)
-                self.events.terminated(info, event_request)
+                await self._remove(info, event_request)  # a post-receive hook stopped it (tusd)
             else:
                 # The bytes that completed the upload count even if the request then failed.
                 info, finish_response = await self._finish_if_complete(info, event_request, remove_on_mismatch=False)
@@ -340,6 +337,11 @@ class TusHandler:
         response_headers = {"Upload-Offset": str(info.offset)}
         self._add_expires(response_headers, info)
         return _response(204, response_headers, hook=finish_response)
+
+    async def _remove(self, info: UploadInfo, event_request: RequestInfo) -> None:
+        await self.store.terminate(info.id)
+        self.completion.forget(info.id)
+        self.events.terminated(info, event_request)
 
     async def _declare_size(self, info: UploadInfo, size: int) -> UploadInfo:
         if info.size is not None:

@@ -10,7 +10,8 @@ Every request that carries `Upload-Draft-Interop-Version` comes here (see
     5        -03        (200 allowed for HEAD; we keep 204)
     6        -04, -05   PATCH needs `application/partial-upload`; `Upload-Limit` (lifetime key
                         `expires`); problem types; append to a completed upload -> 400
-    7        -06..-08   lifetime key `max-age`; invalid structured values are ignored, not refused
+    7        -06..-08   lifetime key `max-age`; an invalid `Upload-Length` is ignored, not refused;
+                        appends must carry `Upload-Complete`; an incomplete append answers 204
     8        -09..-11   a non-empty append to a completed upload is an inconsistent length
 
 Both protocols share one storage, lock, hook, expiration, metrics and
@@ -432,7 +433,6 @@ class IetfHandler:
             if info.is_complete:
                 return await self._append_to_complete(request, info, draft, content)
             info = await self._record_length(draft, info, content)
-            self._check_content_fits(draft, info.size, info.offset, content)
             info, finish_response = await self._transfer(request, info, draft, content, transfer, event_request)
             response_headers = await self._state_headers(request, info, draft)
         if info.is_complete:
@@ -460,7 +460,8 @@ class IetfHandler:
         raise completed_upload()
 
     async def _record_length(self, draft: Draft, info: UploadInfo, content: _Content) -> UploadInfo:
-        """I-APP-7 / I-3: every length indicator must match the recorded length; record a new one."""
+        """I-APP-7 / I-3: every length indicator must match the recorded length and the content
+        must fit it (checked before a byte is read); a length not known before is recorded."""
         indicated = content.upload_length
         if indicated is not None and info.size is not None and indicated != info.size:
             raise inconsistent_length(f"Upload-Length {indicated} does not match the upload's length {info.size}")
@@ -472,12 +473,14 @@ class IetfHandler:
                     f"the content ends the upload at {by_content} bytes, but its length is {known}"
                 )
             indicated = by_content
-        if info.size is None and indicated is not None:
-            if indicated < info.offset:
-                raise inconsistent_length(f"Upload-Length {indicated} is less than the offset {info.offset}")
-            self._check_max_size(draft, indicated)
-            info = await self.tus._declare_size(info, indicated)
-        return info
+        if info.size is not None or indicated is None:
+            self._check_content_fits(draft, info.size, info.offset, content)
+            return info
+        if indicated < info.offset:
+            raise inconsistent_length(f"Upload-Length {indicated} is less than the offset {info.offset}")
+        self._check_max_size(draft, indicated)
+        self._check_content_fits(draft, indicated, info.offset, content)  # before anything is recorded
+        return await self.tus._declare_size(info, indicated)
 
     # --- cancellation (I-CAN-*) -----------------------------------------------------------------
 
@@ -667,10 +670,11 @@ class IetfHandler:
             ) from None
 
     async def _remove(self, info: UploadInfo, event_request: RequestInfo, *, notify: bool = True) -> None:
-        await self.tus.store.terminate(info.id)
-        self.tus.completion.forget(info.id)
         if notify:
-            self.tus.events.terminated(info, event_request)
+            await self.tus._remove(info, event_request)
+        else:
+            await self.tus.store.terminate(info.id)
+            self.tus.completion.forget(info.id)
 
     async def _state_headers(self, request: Request, info: UploadInfo, draft: Draft) -> dict[str, str]:
         """The upload's state (I-OFF-1): offset, completeness, length if known, limits, digest."""
