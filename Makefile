@@ -9,7 +9,10 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 PAGE_PORT ?= 8081
 
-.PHONY: install run test demo system-deps clean
+SHARED_BENCH ?= ../shared/bench
+PAIRS  ?= 3
+
+.PHONY: install run test demo bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +46,13 @@ demo: $(STAMP) $(BUNDLE)
 
 test: $(STAMP) $(BUNDLE) system-deps
 	$(BIN)/python -m pytest
+
+# Five workloads against tusd-py (default flags) and @tus/server, alternating; see bench/README.md.
+bench: $(STAMP)
+	@test -x $(SHARED_BENCH)/compare.sh || { echo "the shared harness is not at $(SHARED_BENCH) (set SHARED_BENCH=...)"; exit 1; }
+	$(SHARED_BENCH)/setup.sh
+	$(SHARED_BENCH)/compare.sh -n $(PAIRS) -a tusd-py -o bench/results \
+	  'exec $(BIN)/tusd-py -host 127.0.0.1 -port {port} -upload-dir {dir}'
 
 clean:
 	rm -rf $(VENV) node_modules client_demo/dist .pytest_cache .hypothesis build *.egg-info
