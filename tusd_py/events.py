@@ -77,6 +77,8 @@ class Events:
             info = replace(info, id=response.new_id)
         if response.new_metadata is not None:
             info = replace(info, metadata=response.new_metadata)
+        if response.new_storage is not None:
+            info = replace(info, storage=response.new_storage)  # the store applies what it supports
         return info, response.http
 
     def created(self, info: UploadInfo, request: RequestInfo) -> None:

@@ -89,6 +89,7 @@ class HookResponse:
     stop_upload: bool = False
     new_id: str = ""
     new_metadata: dict[str, str] | None = None
+    new_storage: dict[str, str] | None = None
 
     @classmethod
     def parse(cls, raw: bytes) -> HookResponse:
@@ -99,6 +100,7 @@ class HookResponse:
             http = document.get("HTTPResponse") or {}
             changes = document.get("ChangeFileInfo") or {}
             metadata = changes.get("MetaData")
+            storage = changes.get("Storage")
             return cls(
                 http=HTTPResponse(
                     status=int(http.get("StatusCode") or 0),
@@ -111,6 +113,7 @@ class HookResponse:
                 stop_upload=bool(document.get("StopUpload")),
                 new_id=str(changes.get("ID") or ""),
                 new_metadata=None if metadata is None else {str(k): str(v) for k, v in metadata.items()},
+                new_storage=None if storage is None else {str(k): str(v) for k, v in storage.items()},
             )
         except (ValueError, TypeError, AttributeError) as exc:
             raise HookError(f"unreadable hook response: {exc}: {raw[:200]!r}") from None

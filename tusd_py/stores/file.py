@@ -57,8 +57,13 @@ class FileStore:
 
     # --- info ------------------------------------------------------------------
 
-    def _storage_fields(self, upload_id: str) -> dict[str, str]:
-        return {"Type": "filestore", "Path": self.data_path(upload_id), "InfoPath": self.info_path(upload_id)}
+    def _storage_fields(self, upload_id: str, data_path: str | None = None) -> dict[str, str]:
+        # Reported to hooks as tusd does; never read back to find the bytes.
+        return {
+            "Type": "filestore",
+            "Path": data_path or self.data_path(upload_id),
+            "InfoPath": self.info_path(upload_id),
+        }
 
     def _write_info(self, info: UploadInfo) -> None:
         # Write a temp file and rename it over the old one: a reader (or a
@@ -83,9 +88,7 @@ class FileStore:
             stat = os.stat(self.data_path(upload_id))
         except OSError as exc:
             raise UploadNotFound(upload_id) from exc
-        return replace(
-            info, id=upload_id, offset=stat.st_size, updated_at=stat.st_mtime, storage=self._storage_fields(upload_id)
-        )
+        return replace(info, id=upload_id, offset=stat.st_size, updated_at=stat.st_mtime)
 
     def _apply_rollback(self, upload_id: str) -> None:
         marker = self._rollback_path(upload_id)
@@ -111,13 +114,25 @@ class FileStore:
         return self._load(upload_id, settle)
 
     async def create(self, info: UploadInfo) -> UploadInfo:
-        info = replace(info, storage=self._storage_fields(info.id))
+        # A pre-create hook may choose where the bytes go (tusd: Storage.Path, absolute
+        # or relative to the upload directory). They are written there and reached
+        # through a symlink at <id>, so nothing else ever follows a path from an .info.
+        custom_path = info.storage.get("Path")
+        if custom_path:
+            custom_path = os.path.join(self.directory, custom_path)  # an absolute path stays as it is
+        info = replace(info, storage=self._storage_fields(info.id, custom_path))
 
         def create_files() -> UploadInfo:
             if os.path.exists(self.info_path(info.id)):
                 raise UploadExists(info.id)
+            target = self.data_path(info.id)
+            if custom_path:
+                target = custom_path
+                os.makedirs(os.path.dirname(target), exist_ok=True)
             try:
-                fd = os.open(self.data_path(info.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_perms)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_perms)
+                if custom_path:
+                    os.symlink(target, self.data_path(info.id))
             except FileExistsError:
                 raise UploadExists(info.id) from None
             try:
@@ -153,7 +168,9 @@ class FileStore:
         def remove() -> None:
             # The info goes first: once it is gone the upload no longer exists.
             rollback = self._rollback_path(upload_id)
-            for path in (self.info_path(upload_id), self.data_path(upload_id), rollback, rollback + ".tmp"):
+            data = self.data_path(upload_id)
+            stored_at = os.path.realpath(data)  # a pre-create hook's Storage.Path, else data itself
+            for path in (self.info_path(upload_id), data, stored_at, rollback, rollback + ".tmp"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
 
