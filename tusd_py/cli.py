@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, log_format
-from .config import HEADER_TIMEOUT_VARIABLE, Config
+from .config import HEADER_TIMEOUT_VARIABLE, MAX_HEADER_SIZE_VARIABLE, Config
 from .flags import (
     Flag,
     FlagError,
@@ -173,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     # Read by every worker's HTTP protocol (http_protocol.py): tusd's ReadHeaderTimeout.
     os.environ[HEADER_TIMEOUT_VARIABLE] = str(config.network_timeout)
+    os.environ[MAX_HEADER_SIZE_VARIABLE] = str(config.max_header_size)
     upload_dir = Path(config.upload_dir).absolute()
     try:
         upload_dir.mkdir(mode=config.dir_perms, parents=True, exist_ok=True)
@@ -192,6 +193,20 @@ def _protocol_options() -> dict[str, Any]:
     if importlib.util.find_spec("uvloop") is not None:
         options["loop"] = "uvloop"
     return options
+
+
+def _remove_stale_metrics_dirs() -> None:
+    """Metrics directories of supervisors that died without cleaning up (kill -9)."""
+    for path in Path(tempfile.gettempdir()).glob("tusd-py-metrics-*-*"):
+        pid = path.name.split("-")[3]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's
 
 
 def _serve(config: Config, sock: socket.socket, banner: str) -> int:
@@ -222,7 +237,8 @@ def _serve(config: Config, sock: socket.socket, banner: str) -> int:
     # and share metrics through files (prometheus-client's multiprocess mode).
     from .app import CONFIG_ENVIRONMENT_VARIABLE
 
-    metrics_dir = tempfile.mkdtemp(prefix="tusd-py-metrics-")
+    _remove_stale_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"tusd-py-metrics-{os.getpid()}-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[CONFIG_ENVIRONMENT_VARIABLE] = json.dumps(asdict(config))
     worker_config = uvicorn.Config("tusd_py.app:app_from_environment", factory=True, workers=config.workers, **options)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 # Passed to every worker's HTTP protocol through the environment (http_protocol.py).
 HEADER_TIMEOUT_VARIABLE = "TUSD_PY_HEADER_TIMEOUT"
+MAX_HEADER_SIZE_VARIABLE = "TUSD_PY_MAX_HEADER_SIZE"
 
 
 def normalize_base_path(path: str) -> str:
