@@ -39,8 +39,8 @@ from .hooks import HookResponse, HTTPResponse, RequestInfo
 from .ietf import IetfHandler
 from .info import UploadInfo
 from .lockers import Locker
-from .metrics import METHODS as COUNTED_METHODS
 from .lockers.base import _ignore
+from .metrics import METHODS as COUNTED_METHODS
 from .stores import DataStore, UploadExists, UploadNotFound
 from .transfer import Transfer, Transfers, receive_body
 
