@@ -31,6 +31,7 @@ _TO_HTTP = {tus: http for http, tus in _FROM_HTTP.items()}
 _DIGEST_SIZE = {name: hashlib.new(ALGORITHMS[name]).digest_size for name in ALGORITHMS}
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _SF_KEY = re.compile(r"[a-z*][a-z0-9_\-.*]*")
+_WEIGHT = re.compile(r"[0-9]{1,2}")  # ASCII digits only: str.isdigit() admits superscripts
 
 Digests = dict[str, bytes]
 
@@ -123,7 +124,7 @@ def parse_want_repr_digest(header: str | None) -> list[str]:
         return []  # a preference we cannot read is no preference
     for key, value in members:
         algorithm = _FROM_HTTP.get(key)
-        if algorithm is not None and value.isdigit() and 0 < int(value) <= 10:
+        if algorithm is not None and _WEIGHT.fullmatch(value) and 0 < int(value) <= 10:
             weighted.append((int(value), algorithm))
     return [algorithm for _, algorithm in sorted(weighted, key=lambda item: -item[0])]
 

@@ -95,23 +95,33 @@ def usable_range(header: str, size: int) -> str | None:
 
     A unit other than bytes or a malformed set is ignored (200, whole body);
     unsatisfiable ranges are dropped from a set that has satisfiable ones;
-    a set with none is passed on as it is, to be answered 416.
+    a set with none is answered 416.
     """
     unit, sep, specs = header.partition("=")
     if unit.strip().lower() != "bytes" or not sep:
         return None
     kept = []
-    parts = [part.strip() for part in specs.split(",")]
-    for part in parts:
-        match = _RANGE_SPEC.fullmatch(part)
+    for part in specs.split(","):
+        match = _RANGE_SPEC.fullmatch(part.strip())
         if match is None or not (match[1] or match[2]):
             return None
-        first, last = match[1], match[2]
-        if first and last and int(last) < int(first):
+        first, last = _number(match[1]), _number(match[2])
+        if first is not None and last is not None and last < first:
             return None
-        if (int(first) < size) if first else (int(last) > 0 and size > 0):
-            kept.append(part)
-    return "bytes=" + ",".join(kept or parts)
+        if first is not None and first < size:
+            kept.append(f"{first}-{min(last, size - 1) if last is not None else ''}")
+        elif first is None and last is not None and last > 0 and size > 0:
+            kept.append(f"-{min(last, size)}")
+    # Rewritten with numbers clamped to the size, so no huge number reaches the parser;
+    # nothing satisfiable is answered 416.
+    return "bytes=" + ",".join(kept) if kept else f"bytes={size}-"
+
+
+def _number(digits: str) -> int | None:
+    if not digits:
+        return None
+    # Longer than 18 digits is past any file (and int() refuses more than 4300 digits).
+    return int(digits) if len(digits) <= 18 else 10**18
 
 
 class UploadFileResponse(FileResponse):

@@ -93,10 +93,12 @@ def upload_interrupted() -> TusError:
     return TusError(400, "ERR_UPLOAD_INTERRUPTED", "upload was interrupted by another request for it")
 
 
-def storage_error(error: OSError) -> TusError:
+def storage_error(error: OSError, headers: dict[str, str] | None = None) -> TusError:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return TusError(507, "ERR_STORAGE_FULL", "no space left to store the upload; the bytes stored so far are kept")
-    return TusError(500, "ERR_STORAGE", f"the upload could not be stored: {error.strerror or error}")
+        return TusError(
+            507, "ERR_STORAGE_FULL", "no space left to store the upload; the bytes stored so far are kept", headers
+        )
+    return TusError(500, "ERR_STORAGE", f"the upload could not be stored: {error.strerror or error}", headers)
 
 
 def server_shutdown() -> TusError:

@@ -206,7 +206,12 @@ class TusHandler:
         async with self._hold(info.id, transfer.release_requested):
             failure = None
             if with_body:
-                info, failure = await self._receive(request, info, content_length, checksum, transfer, event_request)
+                try:
+                    info, failure = await self._receive(
+                        request, info, content_length, checksum, transfer, event_request
+                    )
+                except OSError as error:  # the upload exists: say where, so it can be resumed
+                    raise storage_error(error, response_headers) from None
                 if transfer.terminate or (failure is not None and failure.status == 460):
                     # Stopped by a post-receive hook, or nothing worth keeping (and a
                     # client that got no Location cannot resume it anyway).

@@ -35,13 +35,18 @@ class _Formatter(logging.Formatter):
 class TextFormatter(_Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = " ".join(f"{key}={_text_value(value)}" for key, value in _fields(record).items())
-        return f"{self.formatTime(record)} {record.levelname} {record.name}: {fields}"
+        line = f"{self.formatTime(record)} {record.levelname} {record.name}: {fields}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)  # tracebacks stay readable
+        return line
 
 
 class JsonFormatter(_Formatter):
     def format(self, record: logging.LogRecord) -> str:
         document = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name}
         document.update(_fields(record))
+        if record.exc_info:
+            document["error"] = self.formatException(record.exc_info)
         return json.dumps(document)
 
 

@@ -191,7 +191,10 @@ def parse_concat(header: str | None) -> Concat | None:
 
 def upload_id_from_url(url: str, base_path: str) -> str:
     """The upload id a partial-upload URL names: `<base>/<id>`, absolute or relative."""
-    path = unquote(urlsplit(url).path)
+    try:
+        path = unquote(urlsplit(url).path)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise bad_request("ERR_INVALID_CONCAT", f"{url!r} is not a valid URL") from None
     if path.startswith(base_path):
         candidate = path[len(base_path) :]
     elif "/" not in path:

@@ -109,6 +109,8 @@ async def _pump(
                         block = None
             except TusError as error:
                 failure = error
+            except anyio.BrokenResourceError:
+                pass  # the writer failed (disk full...): its error is the one to report
             if block:  # read, but its hand-over was cancelled: still to be stored
                 reader.pending[:0] = block
 
@@ -117,8 +119,13 @@ async def _pump(
             tasks.start_soon(write_blocks)
             await read_blocks()
     except BaseExceptionGroup as group:  # a failed write (disk full, ...): surface it as itself
-        raise group.exceptions[0] from None
+        raise _first_leaf(group) from None
     return failure
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def receive_body(

@@ -70,10 +70,14 @@ class FileStore:
         # restart after a crash) sees the old document or the new, never half.
         target = self.info_path(info.id)
         temp = f"{target}.{secrets.token_hex(4)}.tmp"
-        with open(temp, "wb") as f:
-            f.write(info_codec.encode(info))
-        os.chmod(temp, self.file_perms)
-        os.replace(temp, target)
+        try:
+            with open(temp, "wb") as f:
+                f.write(info_codec.encode(info))
+            os.chmod(temp, self.file_perms)
+            os.replace(temp, target)
+        except BaseException:
+            _remove(temp)  # a full disk must not leave half-written temp files behind
+            raise
 
     def _load(self, upload_id: str, settle: bool = True) -> UploadInfo:
         try:
@@ -139,7 +143,12 @@ class FileStore:
                 stat = os.fstat(fd)
             finally:
                 os.close(fd)
-            self._write_info(info)
+            try:
+                self._write_info(info)
+            except BaseException:
+                for path in {target, self.data_path(info.id)}:  # no upload without its info
+                    _remove(path)
+                raise
             return replace(info, updated_at=stat.st_mtime)
 
         return await self._run(create_files)
@@ -171,8 +180,7 @@ class FileStore:
             data = self.data_path(upload_id)
             stored_at = os.path.realpath(data)  # a pre-create hook's Storage.Path, else data itself
             for path in (self.info_path(upload_id), data, stored_at, rollback, rollback + ".tmp"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                _remove(path)
 
         await self._run(remove)
 
@@ -199,8 +207,7 @@ class FileStore:
                 os.chmod(temp, self.file_perms)
                 os.replace(temp, target)
             except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp)
+                _remove(temp)
                 raise
             self._write_info(final.with_offset(final.size or 0))
             return replace(final, offset=final.size or 0, updated_at=os.stat(target).st_mtime)
@@ -278,17 +285,20 @@ class _FileWriter:
         await self._store._run(self._commit)
 
     def _commit(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._store._rollback_path(self._id))
+        _remove(self._store._rollback_path(self._id))
         self._committed = True
 
     def close(self) -> None:
         try:
             if self._transactional and not self._committed:
                 os.ftruncate(self._fd, self._start)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._store._rollback_path(self._id))
+                _remove(self._store._rollback_path(self._id))
                 self._written = 0
             self.updated_at = os.fstat(self._fd).st_mtime
         finally:
             os.close(self._fd)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
