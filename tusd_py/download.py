@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import quote
 
+import anyio
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from .protocol import TUS_VERSION
@@ -145,7 +148,25 @@ class UploadFileResponse(FileResponse):
             if usable is not None:
                 raw.append((b"range", usable.encode("latin-1")))
             scope = {**scope, "headers": raw}
-        await super().__call__(scope, receive, send_with_headers)
+        # Opened before a byte is sent (Starlette sends the 200 first, then opens): an upload
+        # terminated since the handler looked (GET takes no lock) is a 404, not a cut 200.
+        try:
+            self._file = await anyio.open_file(self.path, "rb")
+        except FileNotFoundError:
+            body = b"ERR_UPLOAD_NOT_FOUND: upload not found\n"
+            headers = {"Tus-Resumable": TUS_VERSION, "X-Content-Type-Options": "nosniff"}
+            await Response(body, 404, headers, "text/plain; charset=utf-8")(scope, receive, send)
+            return
+        try:
+            await super().__call__(scope, receive, send_with_headers)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._file.aclose()
+
+    @asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        await self._file.seek(0)
+        yield self._file
 
 
 def file_response(

@@ -5,12 +5,22 @@ and headers a byte at a time (slowloris) holds a connection forever. Like
 tusd's ReadHeaderTimeout (`-network-timeout`), a connection whose headers are
 not complete this long after it opened (or after the previous request ended)
 is closed. Bodies have their own idle timeout in body.py.
+
+Two more deadlines, also tusd's: after a response, a connection on which no
+new request begins within the timeout is closed (uvicorn's keep-alive timer is
+cancelled by any byte received, so a client trickling the unread rest of a
+body would otherwise hold the connection with no timer at all); and a
+response of which nothing is taken by the client for the timeout (a client
+that stopped reading) is aborted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import struct
+import termios
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -24,9 +34,15 @@ from .config import HEADER_TIMEOUT_VARIABLE, MAX_HEADER_SIZE_VARIABLE
 HEADER_SLACK = 256 * 1024
 
 
+def _timeout() -> float:
+    return float(os.environ.get(HEADER_TIMEOUT_VARIABLE, "60"))
+
+
 class TimedHttpToolsProtocol(HttpToolsProtocol):
     _header_timer: asyncio.TimerHandle | None = None
     _header_bytes = 0
+    _idle_timer: asyncio.TimerHandle | None = None
+    _write_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -34,6 +50,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._cancel_idle_timer()
         self._start_header_timer()
 
     def on_headers_complete(self) -> None:
@@ -49,15 +66,32 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             if self._header_bytes > limit:
                 self._refuse_headers()
 
+    def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)  # a queued request already has its headers
+        super().on_response_complete()
+        if not pipelined and not self.transport.is_closing():
+            self._cancel_idle_timer()
+            self._idle_timer = self.loop.call_later(_timeout(), self._idle_too_long)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._watch_writes(self._unsent())
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_write_timer()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        self._cancel_idle_timer()
+        self._cancel_write_timer()
         super().connection_lost(exc)
 
     def _start_header_timer(self) -> None:
         self._cancel_header_timer()
         self._header_bytes = 0
-        timeout = float(os.environ.get(HEADER_TIMEOUT_VARIABLE, "60"))
-        self._header_timer = self.loop.call_later(timeout, self._headers_too_slow)
+        self._header_timer = self.loop.call_later(_timeout(), self._headers_too_slow)
 
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -68,6 +102,43 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer = None
         if not self.transport.is_closing():
             self.transport.close()
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_too_long(self) -> None:
+        self._idle_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _unsent(self) -> int:
+        """Bytes the client has not taken yet: our buffer and the kernel's send queue."""
+        unsent = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        try:
+            unsent += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        except (AttributeError, OSError, ValueError):
+            pass  # not a TCP socket (unix socket, TLS wrapper...): our buffer alone
+        return unsent
+
+    def _watch_writes(self, unsent: int) -> None:
+        self._write_timer = self.loop.call_later(_timeout(), self._check_writes, unsent)
+
+    def _check_writes(self, unsent: int) -> None:
+        # An idle deadline, like the body's: a client that reads, however slowly, is kept.
+        self._write_timer = None
+        now = self._unsent()
+        if now < unsent:
+            self._watch_writes(now)
+        else:
+            self.transport.abort()  # not close(): that would wait for the unsent bytes to drain
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
 
     def _refuse_headers(self) -> None:
         self._cancel_header_timer()

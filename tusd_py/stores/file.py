@@ -263,9 +263,14 @@ class _FileWriter:
         self._fd = os.open(self._store.data_path(self._id), os.O_WRONLY)
         if self._transactional:
             marker = self._store._rollback_path(self._id)
-            with open(marker + ".tmp", "w") as f:
-                f.write(str(self._start))
-            os.replace(marker + ".tmp", marker)
+            try:
+                with open(marker + ".tmp", "w") as f:
+                    f.write(str(self._start))
+                os.replace(marker + ".tmp", marker)
+            except BaseException:  # disk full: no stray marker, no leaked descriptor
+                os.close(self._fd)
+                _remove(marker + ".tmp")
+                raise
 
     async def append(self, block: bytes | bytearray) -> None:
         await self._store._run(self._append, block)
