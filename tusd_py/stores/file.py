@@ -227,14 +227,14 @@ class FileStore:
         self, info: UploadInfo, *, transactional: bool, observers: Sequence[Hasher] = ()
     ) -> AsyncIterator[_FileWriter]:
         writer = _FileWriter(self, info, transactional, observers)
-        await self._run(writer.open)
         try:
             yield writer
         finally:
             # Runs even when the request was cancelled: the bytes must be
             # settled (kept, or rolled back) before the lock is released.
-            with anyio.CancelScope(shield=True):
-                await self._run(writer.close)
+            if writer.opened:
+                with anyio.CancelScope(shield=True):
+                    await self._run(writer.close)
 
 
 class _FileWriter:
@@ -259,7 +259,12 @@ class _FileWriter:
     def written_offset(self) -> int:
         return self._start + self._written
 
-    def open(self) -> None:
+    @property
+    def opened(self) -> bool:
+        return self._fd >= 0
+
+    def _open(self) -> None:
+        # In the first write's thread hop: an empty body costs no file operation at all.
         self._fd = os.open(self._store.data_path(self._id), os.O_WRONLY)
         if self._transactional:
             marker = self._store._rollback_path(self._id)
@@ -269,6 +274,7 @@ class _FileWriter:
                 os.replace(marker + ".tmp", marker)
             except BaseException:  # disk full: no stray marker, no leaked descriptor
                 os.close(self._fd)
+                self._fd = -1
                 _remove(marker + ".tmp")
                 raise
 
@@ -276,6 +282,8 @@ class _FileWriter:
         await self._store._run(self._append, block)
 
     def _append(self, block: bytes | bytearray) -> None:
+        if self._fd < 0:
+            self._open()
         view = memoryview(block)
         position = self._start + self._written
         while view:
@@ -287,21 +295,20 @@ class _FileWriter:
             observer.update(block)
 
     async def commit(self) -> None:
-        await self._store._run(self._commit)
-
-    def _commit(self) -> None:
-        _remove(self._store._rollback_path(self._id))
+        # The marker goes in close(), which runs before the response is sent.
         self._committed = True
 
     def close(self) -> None:
         try:
-            if self._transactional and not self._committed:
-                os.ftruncate(self._fd, self._start)
+            if self._transactional:
+                if not self._committed:
+                    os.ftruncate(self._fd, self._start)
+                    self._written = 0
                 _remove(self._store._rollback_path(self._id))
-                self._written = 0
             self.updated_at = os.fstat(self._fd).st_mtime
         finally:
             os.close(self._fd)
+            self._fd = -1
 
 
 def _remove(path: str) -> None:
