@@ -26,15 +26,6 @@ MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
 # tusd exposes no `*_created` series.
 disable_created_metrics()
 METHODS = ("GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS")
-HOOK_TYPES = (
-    "pre-create",
-    "post-create",
-    "post-receive",
-    "pre-finish",
-    "post-finish",
-    "pre-terminate",
-    "post-terminate",
-)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
