@@ -308,9 +308,14 @@ class Hooks:
 
     async def serve(self) -> None:
         """Hold the task group background hooks run in, for the app's lifetime."""
-        async with anyio.create_task_group() as background:
-            self._background = background
-            try:
-                await anyio.sleep_forever()
-            finally:
-                self._background = None
+        try:
+            async with anyio.create_task_group() as background:
+                self._background = background
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    self._background = None
+        finally:
+            if isinstance(self.backend, HttpHooks):
+                with anyio.CancelScope(shield=True):
+                    await self.backend.aclose()  # the HTTP hook client's connections
