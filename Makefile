@@ -29,12 +29,14 @@ $(BUNDLE): $(NODE_STAMP) $(wildcard client_demo/src/*)
 
 install: $(STAMP)
 
-# Chromium for the browser tests, from Debian's packages (never a downloaded browser).
+# From Debian's packages: chromium for the browser tests (never a downloaded browser),
+# jq for the tusd-style hook scripts in tests/hooks.
 system-deps:
-	@if ! command -v chromium >/dev/null; then \
+	@missing=""; for tool in chromium jq; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
-	  else echo "chromium is missing: install Debian's 'chromium' package"; exit 1; fi; \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; \
+	  else echo "missing:$$missing (install Debian's packages)"; exit 1; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
 
 run: $(STAMP)
