@@ -1,9 +1,10 @@
 """tus-js-client 4 speaking the IETF draft under Node against the real server.
 
 tus-js-client 4.3.1 offers `protocol: 'ietf-draft-03'` (it sends interop version 5) and
-`'ietf-draft-05'` (interop 6; PATCHes with `application/partial-upload`). The scripts in
-`tests/js/ietf_*.mjs` run one scenario each and print every request sent and response received
-(with the draft's header fields) as JSON; the server's side is checked here.
+`'ietf-draft-05'` (interop 6; PATCHes with `application/partial-upload`). The scripts
+`tests/js/upload.mjs` and `resume.mjs`, given that `protocol` option, run one scenario each and
+print every request sent and response received (with the draft's header fields) as JSON; the
+server's side is checked here.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def test_abort_then_resume_from_url_storage(
     source = tmp_path / "video.bin"
     data = write_random_file(source, size, seed=21)
     storage = tmp_path / "tus-urls.json"
-    result = run_node("ietf_resume.mjs", server.url, str(source), protocol, str(storage), str(256 * KiB))
+    result = run_node("resume.mjs", server.url, str(source), str(storage), str(256 * KiB), protocol)
 
     first, second = result["first"], result["second"]
     assert_speaks_the_draft(first, protocol)
@@ -138,7 +139,7 @@ def test_upload_data_during_creation_is_one_complete_request(
     source = tmp_path / "small.bin"
     data = write_random_file(source, size, seed=22)
     result = run_node(
-        "ietf_upload.mjs", server.url, str(source), protocol, json.dumps({"uploadDataDuringCreation": True})
+        "upload.mjs", server.url, str(source), json.dumps({"protocol": protocol, "uploadDataDuringCreation": True})
     )
 
     assert_speaks_the_draft(result, protocol)
@@ -160,7 +161,7 @@ def test_deferred_length_is_recorded_by_the_completing_append(
     source = tmp_path / "stream.bin"
     data = write_random_file(source, size, seed=23)
     options = {"uploadLengthDeferred": True, "chunkSize": MiB}
-    result = run_node("ietf_upload.mjs", server.url, str(source), protocol, json.dumps(options))
+    result = run_node("upload.mjs", server.url, str(source), json.dumps({"protocol": protocol, **options}))
 
     assert_speaks_the_draft(result, protocol)
     assert methods(result) == ["POST", "PATCH", "PATCH", "PATCH"]

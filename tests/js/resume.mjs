@@ -1,4 +1,5 @@
-// node resume.mjs ENDPOINT FILE STORAGE_JSON_PATH CHUNK_SIZE
+// node resume.mjs ENDPOINT FILE STORAGE_JSON_PATH CHUNK_SIZE [PROTOCOL]
+// (PROTOCOL: tus-js-client's `protocol` option, e.g. 'ietf-draft-05'; default tus 1.0)
 // 1. uploads FILE (an fs.ReadStream) in CHUNK_SIZE requests and aborts once
 //    more than 30% has been sent;
 // 2. a NEW Upload finds the stored URL (FileUrlStorage over a JSON file) and
@@ -8,11 +9,12 @@ import { createReadStream } from "node:fs";
 import { basename } from "node:path";
 import { done, fail, finish, recording, tus } from "./record.mjs";
 
-const [endpoint, file, storagePath, chunkSize] = process.argv.slice(2);
+const [endpoint, file, storagePath, chunkSize, protocol] = process.argv.slice(2);
 
 function options(log) {
   return {
     endpoint,
+    ...(protocol ? { protocol } : {}),
     chunkSize: Number(chunkSize),
     metadata: { filename: basename(file), filetype: "application/octet-stream" },
     urlStorage: new tus.FileUrlStorage(storagePath),
