@@ -10,40 +10,17 @@ server's side is checked here.
 from __future__ import annotations
 
 import json
-import random
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import TusServer, head
+from nodejs import run_node, write_random_file
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = Path(__file__).resolve().parent / "js"
-NODE_TIMEOUT = 60.0
 KiB = 1 << 10
 MiB = 1 << 20
 PROTOCOLS = {"ietf-draft-03": "5", "ietf-draft-05": "6"}
-
-
-def run_node(script: str, *args: str) -> dict[str, Any]:
-    if shutil.which("node") is None:
-        pytest.fail("node is not installed (Node 20 is required for the tus-js-client tests)")
-    if not (ROOT / "node_modules" / "tus-js-client").is_dir():
-        pytest.fail(f"tus-js-client is not installed: run `npm ci` in {ROOT}")
-    done = subprocess.run(
-        ["node", str(SCRIPTS / script), *args], cwd=ROOT, capture_output=True, text=True, timeout=NODE_TIMEOUT
-    )
-    assert done.returncode == 0, f"{script} failed:\n{done.stderr}"
-    return json.loads(done.stdout)
-
-
-def write_random_file(path: Path, size: int, seed: int) -> bytes:
-    data = random.Random(seed).randbytes(size)
-    path.write_bytes(data)
-    return data
 
 
 def stored(server: TusServer, url: str) -> bytes:
