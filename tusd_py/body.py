@@ -39,6 +39,11 @@ class BodyReader:
         # True once the client sent more than `limit` bytes; the excess is dropped.
         self.overflowed = False
 
+    @property
+    def finished(self) -> bool:
+        """The whole body has been handed out."""
+        return self._done and not self.pending
+
     def take_pending(self) -> bytearray:
         block, self.pending = self.pending, bytearray()
         return block

@@ -88,13 +88,13 @@ async def _pump(
 ) -> TusError | None:
     """Read the next block while the previous one is written (and hashed) in a
     thread, so socket and disk work overlap. Returns the read error, if any."""
-    send, receive = anyio.create_memory_object_stream[bytearray](1)
+    send, receive = anyio.create_memory_object_stream[tuple[bytearray, bool]](1)
     failure: TusError | None = None
 
     async def write_blocks() -> None:
         async with receive:
-            async for block in receive:
-                await writer.append(block)
+            async for block, last in receive:
+                await writer.append(block, last=last)
                 if on_progress is not None:
                     on_progress(writer.written_offset)
 
@@ -105,7 +105,7 @@ async def _pump(
             try:
                 with transfer.scope:
                     while (block := await reader.next_block()) is not None:
-                        await send.send(block)
+                        await send.send((block, reader.finished))
                         block = None
             except TusError as error:
                 failure = error

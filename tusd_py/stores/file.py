@@ -278,10 +278,10 @@ class _FileWriter:
                 _remove(marker + ".tmp")
                 raise
 
-    async def append(self, block: bytes | bytearray) -> None:
-        await self._store._run(self._append, block)
+    async def append(self, block: bytes | bytearray, *, last: bool = False) -> None:
+        await self._store._run(self._append, block, last)
 
-    def _append(self, block: bytes | bytearray) -> None:
+    def _append(self, block: bytes | bytearray, last: bool = False) -> None:
         if self._fd < 0:
             self._open()
         view = memoryview(block)
@@ -293,6 +293,8 @@ class _FileWriter:
             view = view[n:]
         for observer in self._observers:
             observer.update(block)
+        if last and not self._transactional:
+            self.close()  # in this thread hop rather than one more (a checksum still has to be checked)
 
     async def commit(self) -> None:
         # The marker goes in close(), which runs before the response is sent.
