@@ -109,8 +109,14 @@ NOT_IMPLEMENTED = {
 }  # fmt: skip
 
 
+class VersionRequested(Exception):
+    """`-version` was given: print it and exit, like tusd."""
+
+
 def config_from_args(argv: Sequence[str]) -> Config:
     values = parse_flags(FLAGS, argv, not_implemented=NOT_IMPLEMENTED)
+    if values.pop("version", False):
+        raise VersionRequested
     known = {field.name for field in fields(Config)}
     config = Config(
         **{name.replace("-", "_"): value for name, value in values.items() if name.replace("-", "_") in known}
@@ -158,12 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HelpRequested:
         print(usage("tusd-py", FLAGS))
         return 0
+    except VersionRequested:
+        print(f"tusd-py {__version__}")
+        return 0
     except FlagError as error:
         print(f"tusd-py: {error}\n{usage('tusd-py', FLAGS)}", file=sys.stderr)
         return 2
-    if config.version:
-        print(f"tusd-py {__version__}")
-        return 0
     log_format.configure(config.log_format, config.verbose)
     try:
         sock = _bind(config)

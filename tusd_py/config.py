@@ -63,7 +63,6 @@ class Config:
     show_greeting: bool = True
     verbose: bool = True
     log_format: str = "text"
-    version: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_path", normalize_base_path(self.base_path))
