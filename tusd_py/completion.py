@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from .checksum import Hasher, new_hasher
@@ -35,8 +36,9 @@ def tracked_algorithms(info: UploadInfo) -> list[str]:
 
 
 class Completion:
-    def __init__(self, store: DataStore, capacity: int = 4096) -> None:
+    def __init__(self, store: DataStore, remove: Callable[[str], Awaitable[None]], capacity: int = 4096) -> None:
         self.store = store
+        self.remove = remove  # the handler's removal: bytes, info, hash state and lock file
         self.capacity = capacity
         self._running: OrderedDict[str, tuple[int, Hashers]] = OrderedDict()
 
@@ -71,7 +73,7 @@ class Completion:
             digests = await self.store.read_digests(info.id, algorithms)
         if any(digests[name] != expected for name, expected in info.declared_digests.items()):
             if remove_on_mismatch:
-                await self.store.terminate(info.id)
+                await self.remove(info.id)
             else:
                 await self.store.reset(info.id)
             raise checksum_mismatch("the upload's bytes do not match the declared checksum")

@@ -56,7 +56,7 @@ class TusHandler:
         self.locker = locker
         self.events = events
         self.metrics = events.metrics
-        self.completion = Completion(store)
+        self.completion = Completion(store, remove=self._terminate)
         self.transfers = Transfers()
         self.ietf: IetfHandler | None = IetfHandler(self) if config.enable_experimental_protocol else None
         extensions = ["creation", "creation-with-upload", "creation-defer-length"]
@@ -348,9 +348,15 @@ class TusHandler:
         return _response(204, response_headers, hook=finish_response)
 
     async def _remove(self, info: UploadInfo, event_request: RequestInfo) -> None:
-        await self.store.terminate(info.id)
-        self.completion.forget(info.id)
+        await self._terminate(info.id)
         self.events.terminated(info, event_request)
+
+    async def _terminate(self, upload_id: str) -> None:
+        """The one way an upload goes: its bytes and info, its hash state, its lock file.
+        Called by the lock's holder."""
+        await self.store.terminate(upload_id)
+        self.completion.forget(upload_id)
+        self.locker.discard(upload_id)
 
     async def _declare_size(self, info: UploadInfo, size: int) -> UploadInfo:
         if info.size is not None:
@@ -446,8 +452,7 @@ class TusHandler:
         async with self._hold(upload_id):
             info = await self._get_info(upload_id)
             hook_response = await self.events.terminating(info, event_request)
-            await self.store.terminate(upload_id)
-            self.completion.forget(upload_id)
+            await self._terminate(upload_id)
         self.events.terminated(info, event_request)
         return _response(204, hook=hook_response)
 
@@ -463,15 +468,11 @@ class TusHandler:
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
     ) -> AsyncIterator[None]:
         """The upload's lock. An id with no upload is refused before a lock file exists
-        for it, and the lock's traces go once the upload is gone (terminated, expired)."""
+        for it; `_terminate` removes the lock file with the upload."""
         if not self.store.exists(upload_id):
             raise upload_not_found()
         async with self.locker.hold(upload_id, on_release_request, interrupt=interrupt):
-            try:
-                yield
-            finally:
-                if not self.store.exists(upload_id):
-                    self.locker.discard(upload_id)
+            yield
 
     async def _get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
         try:

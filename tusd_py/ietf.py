@@ -495,8 +495,7 @@ class IetfHandler:
         async with self.tus._hold(upload_id):
             info = await self.tus._get_info(upload_id)
             hook_response = await self.tus.events.terminating(info, event_request)
-            await self.tus.store.terminate(upload_id)
-            self.tus.completion.forget(upload_id)
+            await self.tus._terminate(upload_id)
         self.tus.events.terminated(info, event_request)
         return self._response(draft, 204, {}, hook_response)
 
@@ -673,8 +672,7 @@ class IetfHandler:
         if notify:
             await self.tus._remove(info, event_request)
         else:
-            await self.tus.store.terminate(info.id)
-            self.tus.completion.forget(info.id)
+            await self.tus._terminate(info.id)
 
     async def _state_headers(self, request: Request, info: UploadInfo, draft: Draft) -> dict[str, str]:
         """The upload's state (I-OFF-1): offset, completeness, length if known, limits, digest."""

@@ -19,7 +19,6 @@ processes can never hold "the same" lock on different inodes.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +29,7 @@ from pathlib import Path
 import anyio
 
 from ..errors import lock_timeout
+from ..fsutil import remove_if_present
 from .base import _ignore
 from .memory import MemoryLocker
 
@@ -122,14 +122,14 @@ class FileLocker:
             fd = self._try_lock(upload_id)
             if fd is not None:
                 if asked or os.path.exists(stop):
-                    _remove(stop)  # our request (if any) was heard
+                    remove_if_present(stop)  # our request (if any) was heard
                 return fd
             if state.interrupt:
                 os.close(os.open(stop, os.O_WRONLY | os.O_CREAT, 0o644))
                 asked = True
             if anyio.current_time() >= deadline:
                 if asked:
-                    _remove(stop)  # don't stop the next holder on our behalf
+                    remove_if_present(stop)  # don't stop the next holder on our behalf
                 raise lock_timeout()
             await anyio.sleep(self.acquirer_poll)
 
@@ -139,10 +139,5 @@ class FileLocker:
     def discard(self, upload_id: str) -> None:
         # Safe while others wait on the old file: a new holder checks that the file
         # it locked is still the one at the path (_try_lock).
-        _remove(self._lock_path(upload_id))
-        _remove(self._stop_path(upload_id))
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        remove_if_present(self._lock_path(upload_id))
+        remove_if_present(self._stop_path(upload_id))

@@ -13,7 +13,6 @@ whose checksum was never verified are never counted.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -26,6 +25,7 @@ import anyio.to_thread
 
 from .. import info as info_codec
 from ..checksum import Hasher, new_hasher
+from ..fsutil import remove_if_present
 from ..info import UploadInfo
 from .base import UploadExists, UploadNotFound
 
@@ -76,7 +76,7 @@ class FileStore:
             os.chmod(temp, self.file_perms)
             os.replace(temp, target)
         except BaseException:
-            _remove(temp)  # a full disk must not leave half-written temp files behind
+            remove_if_present(temp)  # a full disk must not leave half-written temp files behind
             raise
 
     def _load(self, upload_id: str, settle: bool = True) -> UploadInfo:
@@ -147,7 +147,7 @@ class FileStore:
                 self._write_info(info)
             except BaseException:
                 for path in {target, self.data_path(info.id)}:  # no upload without its info
-                    _remove(path)
+                    remove_if_present(path)
                 raise
             return replace(info, updated_at=stat.st_mtime)
 
@@ -180,7 +180,7 @@ class FileStore:
             data = self.data_path(upload_id)
             stored_at = os.path.realpath(data)  # a pre-create hook's Storage.Path, else data itself
             for path in (self.info_path(upload_id), data, stored_at, rollback, rollback + ".tmp"):
-                _remove(path)
+                remove_if_present(path)
 
         await self._run(remove)
 
@@ -207,7 +207,7 @@ class FileStore:
                 os.chmod(temp, self.file_perms)
                 os.replace(temp, target)
             except BaseException:
-                _remove(temp)
+                remove_if_present(temp)
                 raise
             self._write_info(final.with_offset(final.size or 0))
             return replace(final, offset=final.size or 0, updated_at=os.stat(target).st_mtime)
@@ -275,7 +275,7 @@ class _FileWriter:
             except BaseException:  # disk full: no stray marker, no leaked descriptor
                 os.close(self._fd)
                 self._fd = -1
-                _remove(marker + ".tmp")
+                remove_if_present(marker + ".tmp")
                 raise
 
     async def append(self, block: bytes | bytearray, *, last: bool = False) -> None:
@@ -306,13 +306,8 @@ class _FileWriter:
                 if not self._committed:
                     os.ftruncate(self._fd, self._start)
                     self._written = 0
-                _remove(self._store._rollback_path(self._id))
+                remove_if_present(self._store._rollback_path(self._id))
             self.updated_at = os.fstat(self._fd).st_mtime
         finally:
             os.close(self._fd)
             self._fd = -1
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
