@@ -146,3 +146,13 @@ def patch(client: httpx.Client, url: str, offset: int, data: bytes, **headers: s
 
 def head(client: httpx.Client, url: str) -> httpx.Response:
     return client.head(url, headers=TUS)
+
+
+def proc_status_kib(pid: int) -> dict[str, int]:
+    """A process's current and peak resident memory (VmRSS, VmHWM) in KiB, from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0])
+    return fields

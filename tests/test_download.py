@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
-from conftest import TUS, TusServer, create, head, patch
+from conftest import TUS, TusServer, create, head, patch, proc_status_kib
 
 DATA = random.Random(21).randbytes(100_000)
 SIZE = len(DATA)
@@ -392,15 +392,6 @@ def test_if_none_match_not_matching_is_200(client: httpx.Client, png_url: str, i
 
 
 # --- memory: a 1 GiB download streams ------------------------------------------------------------
-
-
-def proc_status_kib(pid: int) -> dict[str, int]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0])
-    return fields
 
 
 def reset_peak_rss(pid: int) -> None:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import TUS, TusServer, create, head, patch
+from conftest import TUS, TusServer, create, head, patch, proc_status_kib
 
 TIMEOUT = 10.0
 MiB = 1 << 20
@@ -262,15 +262,6 @@ def test_dropped_chunked_patch_keeps_received_bytes(server: TusServer, client: h
 
 
 # --- memory: a 1 GiB upload streams through -----------------------------------------------------
-
-
-def proc_status_kib(pid: int) -> dict[str, int]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0])
-    return fields
 
 
 def deterministic_blocks(total: int, block_size: int = MiB) -> Iterator[bytes]:
