@@ -424,10 +424,10 @@ class TusHandler:
         tag = download.etag(info.digests[digests.DEFAULT_ALGORITHM])
         if download.none_match(request.headers.get("if-none-match"), tag):
             return _response(304, {"ETag": tag})
-        path = self.store.local_path(upload_id)
         try:
-            stat = os.stat(path)
-        except OSError:
+            stored = await self.store.stored_bytes(upload_id)
+            stat = os.stat(stored.local_path) if stored.local_path else None
+        except (UploadNotFound, OSError):
             raise upload_not_found() from None
         media = download.media_type(info.metadata.get("filetype"))
         headers = {
@@ -437,7 +437,9 @@ class TusHandler:
             "ETag": tag,
             "Repr-Digest": await self._repr_digest(request, info),
         }
-        return download.file_response(path, stat, media, headers)
+        if stored.local_path and stat is not None:
+            return download.file_response(stored.local_path, stat, media, headers)
+        return download.stream_response(stored, request.headers, media, headers)
 
     async def _repr_digest(self, request: Request, info: UploadInfo) -> str:
         wanted = digests.parse_want_repr_digest(request.headers.get("want-repr-digest"))
@@ -469,7 +471,7 @@ class TusHandler:
     ) -> AsyncIterator[None]:
         """The upload's lock. An id with no upload is refused before a lock file exists
         for it; `_terminate` removes the lock file with the upload."""
-        if not self.store.exists(upload_id):
+        if not await self.store.exists(upload_id):
             raise upload_not_found()
         async with self.locker.hold(upload_id, on_release_request, interrupt=interrupt):
             yield

@@ -7,8 +7,9 @@ drift from a separate counter.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..checksum import Hasher
@@ -21,6 +22,17 @@ class UploadNotFound(Exception):
 
 class UploadExists(Exception):
     """An upload with this id exists already (a hook chose the id)."""
+
+
+@dataclass(frozen=True)
+class StoredBytes:
+    """What a download needs: a local file to serve directly, or a ranged reader."""
+
+    size: int
+    modified: float  # unix time
+    local_path: str | None = None
+    # Bytes [start, end) in blocks; used when there is no local file.
+    read_range: Callable[[int, int], AsyncIterator[bytes]] | None = None
 
 
 class UploadWriter(Protocol):
@@ -52,7 +64,7 @@ class UploadWriter(Protocol):
 class DataStore(Protocol):
     async def create(self, info: UploadInfo) -> UploadInfo: ...
 
-    def exists(self, upload_id: str) -> bool:
+    async def exists(self, upload_id: str) -> bool:
         """Cheap check, without a lock: does an upload with this id exist?"""
         ...
 
@@ -87,8 +99,8 @@ class DataStore(Protocol):
         """Store `final` as the partials' bytes in order, fed to observers; returns it complete."""
         ...
 
-    def local_path(self, upload_id: str) -> str:
-        """Where the bytes can be read from disk (downloads)."""
+    async def stored_bytes(self, upload_id: str) -> StoredBytes:
+        """The upload's bytes, for downloads; raises UploadNotFound."""
         ...
 
     async def terminate(self, upload_id: str) -> None: ...

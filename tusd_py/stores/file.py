@@ -27,7 +27,7 @@ from .. import info as info_codec
 from ..checksum import Hasher, new_hasher
 from ..fsutil import remove_if_present
 from ..info import UploadInfo
-from .base import UploadExists, UploadNotFound
+from .base import StoredBytes, UploadExists, UploadNotFound
 
 INFO_SUFFIX = ".info"
 ROLLBACK_SUFFIX = ".rollback"
@@ -108,7 +108,7 @@ class FileStore:
         except (OSError, ValueError) as exc:  # a marker we did not write: the upload is unusable
             raise UploadNotFound(upload_id) from exc
 
-    def exists(self, upload_id: str) -> bool:
+    async def exists(self, upload_id: str) -> bool:
         return os.path.exists(self.info_path(upload_id))
 
     async def get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
@@ -170,8 +170,13 @@ class FileStore:
 
         return await self._run(read)
 
-    def local_path(self, upload_id: str) -> str:
-        return self.data_path(upload_id)
+    async def stored_bytes(self, upload_id: str) -> StoredBytes:
+        path = self.data_path(upload_id)
+        try:
+            stat = os.stat(path)
+        except OSError as exc:
+            raise UploadNotFound(upload_id) from exc
+        return StoredBytes(size=stat.st_size, modified=stat.st_mtime, local_path=path)
 
     async def terminate(self, upload_id: str) -> None:
         def remove() -> None:
