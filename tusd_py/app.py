@@ -6,6 +6,8 @@ import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from starlette.applications import Starlette
@@ -22,12 +24,15 @@ from .events import Events
 from .expiry import run_sweeper
 from .handler import TusHandler
 from .hooks import HOOK_TYPES, FileHooks, HookBackend, Hooks, HttpHooks
-from .lockers import FileLocker, Locker
+from .lockers import FileLocker, Locker, MemoryLocker
 from .method_override import MethodOverrideMiddleware
 from .metrics import Metrics
 from .request_log import RequestLogMiddleware
 from .shutdown import on_shutdown_signal
 from .stores import DataStore, FileStore
+
+if TYPE_CHECKING:
+    from .stores.s3 import S3Settings
 
 GREETING = """Welcome to tusd-py
 
@@ -72,14 +77,69 @@ def hook_backend(config: Config) -> HookBackend | None:
     return None
 
 
-def create_app(config: Config, store: DataStore | None = None, locker: Locker | None = None) -> Starlette:
-    store = (
-        store
-        if store is not None
-        else FileStore(config.upload_dir, file_perms=config.file_perms, dir_perms=config.dir_perms)
+def s3_settings(config: Config) -> S3Settings:
+    from .stores.s3 import S3Settings
+
+    return S3Settings(
+        bucket=config.s3_bucket,
+        endpoint=config.s3_endpoint_url,
+        object_prefix=config.s3_object_prefix,
+        part_size=config.s3_part_size,
+        min_part_size=config.s3_min_part_size,
+        max_buffered_parts=config.s3_max_buffered_parts,
+        concurrent_part_uploads=config.s3_concurrent_part_uploads,
     )
-    # File locks by default: correct with several worker processes on one directory.
-    locker = locker if locker is not None else FileLocker(config.upload_dir, config.acquire_lock_timeout)
+
+
+def build_store(config: Config) -> DataStore:
+    if config.s3_bucket:
+        from .stores.s3 import S3Store  # boto3 is imported only when S3 is used
+
+        return S3Store(s3_settings(config))
+    return FileStore(config.upload_dir, file_perms=config.file_perms, dir_perms=config.dir_perms)
+
+
+def build_locker(config: Config) -> Locker:
+    if config.redis_url:
+        from .lockers.redis import RedisLocker  # redis-py only when Redis is used
+
+        return RedisLocker(config.redis_url, config.acquire_lock_timeout)
+    if config.s3_bucket and config.workers <= 1:
+        return MemoryLocker(config.acquire_lock_timeout)  # one process, nothing on local disk
+    # File locks: correct with several worker processes on one directory.
+    return FileLocker(config.upload_dir, config.acquire_lock_timeout)
+
+
+def check_backends(config: Config) -> str:
+    """Fail at start-up, with a clear reason, if storage or Redis is unusable; returns where uploads go."""
+    if config.redis_url:
+        import redis
+
+        client = redis.Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            client.ping()
+        except redis.RedisError as error:
+            raise RuntimeError(f"cannot reach Redis at {config.redis_url}: {error}") from None
+        finally:
+            client.close()
+    if not config.s3_bucket or (config.workers > 1 and not config.redis_url):
+        upload_dir = Path(config.upload_dir).absolute()  # uploads, or the host's lock files
+        try:
+            upload_dir.mkdir(mode=config.dir_perms, parents=True, exist_ok=True)
+        except OSError as error:
+            raise RuntimeError(f"cannot use upload directory {upload_dir}: {error}") from None
+        if not config.s3_bucket:
+            return str(upload_dir)
+    from .stores.s3 import check_bucket
+
+    settings = s3_settings(config)
+    check_bucket(settings)
+    return f"s3://{settings.bucket}/{settings.object_prefix}"
+
+
+def create_app(config: Config, store: DataStore | None = None, locker: Locker | None = None) -> Starlette:
+    store = store if store is not None else build_store(config)
+    locker = locker if locker is not None else build_locker(config)
     metrics = Metrics()
     hooks = Hooks(hook_backend(config), enabled_hooks(config), observer=metrics.hook_called)
     handler = TusHandler(config, store, locker, Events(hooks, metrics))

@@ -62,6 +62,18 @@ FLAGS = (
     Flag("upload-dir", str, "directory to store uploads in"),
     Flag("dir-perms", parse_octal, "permissions of created directories (octal)"),
     Flag("file-perms", parse_octal, "permissions of created files (octal)"),
+    # S3 storage and shared locks (several instances)
+    Flag("s3-bucket", str, "store uploads in this S3 bucket instead of -upload-dir"),
+    Flag("s3-endpoint", str, "S3-compatible endpoint (MinIO, Ceph, R2...); default: AWS"),
+    Flag("s3-object-prefix", str, "prefix of every object key"),
+    Flag("s3-part-size", int, "preferred size of S3 parts in bytes"),
+    Flag("s3-min-part-size", int, "smallest S3 part in bytes (S3's own minimum is 5 MiB)"),
+    Flag("s3-max-buffered-parts", int, "parts of one upload waiting in temporary files for their upload"),
+    Flag("s3-concurrent-part-uploads", int, "part uploads running at once"),
+    Flag("s3-disable-content-hashes", parse_bool, "accepted for tusd; hashes are only sent where S3 requires them"),
+    Flag("s3-disable-ssl", parse_bool, "use http:// for an -s3-endpoint given without a scheme"),
+    Flag("redis-url", str, "share upload locks through Redis (redis://host:port/db), for several instances"),
+    Flag("single-instance", parse_bool, "no other instance serves the same bucket (lets -workers share host locks)"),
     # Hooks
     Flag("hooks-dir", str, "directory of hook executables, named after the event"),
     Flag("hooks-http", str, "URL to POST hook events to"),
@@ -95,9 +107,8 @@ NOT_IMPLEMENTED = {
     **dict.fromkeys(["gcs-bucket", "gcs-object-prefix", "gcs-endpoint"], "Google Cloud Storage"),
     **dict.fromkeys(["azure-storage", "azure-container-access-type", "azure-blob-access-tier",
                      "azure-object-prefix", "azure-endpoint"], "Azure Blob Storage"),
-    **dict.fromkeys(["s3-bucket", "s3-object-prefix", "s3-endpoint", "s3-part-size", "s3-min-part-size",
-                     "s3-max-buffered-parts", "s3-disable-content-hashes", "s3-disable-ssl",
-                     "s3-concurrent-part-uploads", "s3-transfer-acceleration", "s3-log-api-calls"], "S3 storage"),
+    "s3-transfer-acceleration": "S3 transfer acceleration",
+    "s3-log-api-calls": "logging every S3 call",
     **dict.fromkeys(["expose-pprof", "pprof-path", "pprof-block-profile-rate", "pprof-mutex-profile-rate"],
                     "Go's pprof"),
     "enable-h2c": "HTTP/2 (uvicorn speaks HTTP/1.1)",
@@ -125,6 +136,11 @@ def config_from_args(argv: Sequence[str]) -> Config:
         raise FlagError(f"invalid value {config.log_format!r} for flag -log-format: use text or json")
     if bool(config.tls_certificate) != bool(config.tls_key):
         raise FlagError("-tls-certificate and -tls-key must be given together")
+    if config.s3_bucket and config.workers > 1 and not (config.redis_url or config.single_instance):
+        raise FlagError(
+            "-s3-bucket with -workers needs shared locks: give -redis-url, or -single-instance "
+            "if no other instance serves this bucket"
+        )
     from .app import enabled_hooks  # deferred: importing the app pulls in the server stack
 
     try:
@@ -180,13 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Read by every worker's HTTP protocol (http_protocol.py): tusd's ReadHeaderTimeout.
     os.environ[HEADER_TIMEOUT_VARIABLE] = str(config.network_timeout)
     os.environ[MAX_HEADER_SIZE_VARIABLE] = str(config.max_header_size)
-    upload_dir = Path(config.upload_dir).absolute()
+    from .app import check_backends  # deferred: importing the app pulls in the server stack
+
     try:
-        upload_dir.mkdir(mode=config.dir_perms, parents=True, exist_ok=True)
-    except OSError as error:
-        print(f"tusd-py: cannot use upload directory {upload_dir}: {error}", file=sys.stderr)
+        where = check_backends(config)
+    except Exception as error:  # unreachable bucket or Redis, unusable directory: say so and stop
+        print(f"tusd-py: {error}", file=sys.stderr)
         return 1
-    return _serve(config, sock, f"tusd-py: uploads in {upload_dir}\ntusd-py: serving at {_endpoint(config, sock)}")
+    return _serve(config, sock, f"tusd-py: uploads in {where}\ntusd-py: serving at {_endpoint(config, sock)}")
 
 
 def _protocol_options() -> dict[str, Any]:

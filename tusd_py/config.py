@@ -47,6 +47,20 @@ class Config:
     unix_sock: str = ""
     tls_certificate: str = ""
     tls_key: str = ""
+    # S3-compatible object storage instead of -upload-dir (stores/s3.py).
+    s3_bucket: str = ""
+    s3_endpoint: str = ""
+    s3_object_prefix: str = ""
+    s3_part_size: int = 50 * 1024 * 1024
+    s3_min_part_size: int = 5 * 1024 * 1024
+    s3_max_buffered_parts: int = 20
+    s3_concurrent_part_uploads: int = 10
+    s3_disable_content_hashes: bool = False  # accepted for tusd; hashes are only sent where S3 requires them
+    s3_disable_ssl: bool = False
+    # Upload locks shared by every instance (lockers/redis.py); without it, locks are per host.
+    redis_url: str = ""
+    # Promise that no other instance serves the same bucket: workers may share host-local locks.
+    single_instance: bool = False
     dir_perms: int = 0o775
     file_perms: int = 0o664
     hooks_dir: str = ""
@@ -66,3 +80,10 @@ class Config:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_path", normalize_base_path(self.base_path))
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        """tusd takes an endpoint with or without a scheme (then https, or http with -s3-disable-ssl)."""
+        if not self.s3_endpoint or "://" in self.s3_endpoint:
+            return self.s3_endpoint
+        return ("http://" if self.s3_disable_ssl else "https://") + self.s3_endpoint

@@ -1,0 +1,677 @@
+"""S3-compatible object storage, mapped onto S3 the way tusd's s3store does.
+
+    <prefix><id>.info   tusd FileInfo JSON; Storage holds Bucket, Key and the multipart upload's id
+    <prefix><id>        a multipart upload while bytes arrive, one object once the upload is complete
+    <prefix><id>.part   bytes below the minimum part size, waiting for the next request
+
+The offset is never stored: it is the size of the upload's parts 1..n (listed
+with ListParts, up to the first gap) plus the size of `<id>.part`, so it can
+not drift from what S3 holds. A `.part` records the number of the part it will
+open (`x-amz-meta-next-part`); once that part exists, the `.part` was already
+folded into it and is ignored and removed, so a crash between the two never
+counts bytes twice.
+
+A request's body is cut into parts in temporary files (memory stays flat
+whatever the part size) and each full part is uploaded while the body is still
+arriving: at most `max_buffered_parts` wait per upload and
+`concurrent_part_uploads` upload at once per process. Before the client hears
+an offset, every part of its request is uploaded and the tail is stored as
+`.part`. A checksummed request spools its body and uploads nothing until the
+checksum matched: S3 can not take a part back.
+
+Only standard calls are used (multipart create/upload/copy/list/complete/abort
+and object put/get/head/delete), so AWS S3, MinIO, Ceph RGW and R2 all work.
+boto3 is synchronous: every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import IO, Any
+
+import anyio
+import anyio.to_thread
+
+from .. import info as info_codec
+from ..checksum import Hasher, new_hasher
+from ..info import UploadInfo
+from .base import StoredBytes, UploadExists, UploadNotFound
+
+log = logging.getLogger("tusd_py")
+
+MiB = 1 << 20
+MAX_PARTS = 10_000  # S3's limit per multipart upload
+MAX_PART_SIZE = 5 * 1024 * MiB
+READ_BLOCK = MiB
+NEXT_PART_METADATA = "next-part"
+LISTING_CACHE = 256
+_MISSING = ("NoSuchKey", "404", "NotFound", "NoSuchUpload")
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    bucket: str
+    endpoint: str = ""
+    object_prefix: str = ""
+    part_size: int = 50 * MiB  # preferred; grows for uploads that would need more than MAX_PARTS
+    min_part_size: int = 5 * MiB  # S3's minimum for every part but the last
+    max_buffered_parts: int = 20
+    concurrent_part_uploads: int = 10
+    temp_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.bucket:
+            raise ValueError("an S3 bucket is required")
+        if not 0 < self.min_part_size <= self.part_size <= MAX_PART_SIZE:
+            raise ValueError("S3 part sizes must satisfy 0 < min part size <= part size <= 5 GiB")
+        if self.max_buffered_parts < 1 or self.concurrent_part_uploads < 1:
+            raise ValueError("S3 buffered parts and concurrent part uploads must be at least 1")
+
+
+def part_size_for(settings: S3Settings, upload_size: int | None) -> int:
+    """The preferred size, or larger when the upload would otherwise need more than 10,000 parts."""
+    if upload_size is None or upload_size <= settings.part_size * MAX_PARTS:
+        return settings.part_size
+    return min(MAX_PART_SIZE, math.ceil(upload_size / MAX_PARTS))
+
+
+@dataclass(frozen=True)
+class Part:
+    number: int
+    size: int
+    etag: str
+    modified: float = 0.0
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The `.part` object: bytes waiting to open part `next_part`."""
+
+    size: int
+    next_part: int
+    modified: float
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What S3 holds of an upload in progress."""
+
+    parts: tuple[Part, ...]
+    pending: Pending | None
+
+    @property
+    def size(self) -> int:
+        return sum(part.size for part in self.parts) + (self.pending.size if self.pending else 0)
+
+
+def contiguous(parts: Sequence[Part]) -> tuple[Part, ...]:
+    """Parts 1..n up to the first gap: a part after a gap (its predecessor failed) counts for nothing."""
+    kept: list[Part] = []
+    for part in sorted(parts, key=lambda p: p.number):
+        if part.number != len(kept) + 1:
+            break
+        kept.append(part)
+    return tuple(kept)
+
+
+class S3Error(OSError):
+    """An S3 call failed; the handler answers it like any storage error (500 ERR_STORAGE)."""
+
+
+def _error_code(error: BaseException) -> str:
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _is_missing(error: BaseException) -> bool:
+    return _error_code(error) in _MISSING
+
+
+def make_client(settings: S3Settings) -> Any:
+    """A boto3 S3 client; credentials and region from the usual AWS environment."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    config = BotoConfig(
+        max_pool_connections=settings.concurrent_part_uploads + 16,
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=120,
+        # A custom endpoint (MinIO, Ceph, moto) is addressed by path, as tusd does.
+        s3={"addressing_style": "path"} if settings.endpoint else {},
+        # Checksums only where S3 requires them: SigV4 already covers the bytes.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.client("s3", endpoint_url=settings.endpoint or None, region_name=region, config=config)
+
+
+def check_bucket(settings: S3Settings) -> None:
+    """At start-up: the bucket answers with these credentials (raises RuntimeError saying why not)."""
+    client = make_client(settings)
+    try:
+        client.head_bucket(Bucket=settings.bucket)
+    except Exception as error:
+        reason, where = _error_code(error) or error, settings.endpoint or "AWS"
+        raise RuntimeError(f"cannot use S3 bucket {settings.bucket!r} at {where}: {reason}") from None
+    finally:
+        client.close()
+
+
+class S3Store:
+    def __init__(self, settings: S3Settings, client: Any = None) -> None:
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.client = client if client is not None else make_client(settings)
+        self._calls = anyio.CapacityLimiter(settings.concurrent_part_uploads + 16)
+        self._part_uploads = anyio.Semaphore(settings.concurrent_part_uploads)
+        # What get_info saw for a lock holder, handed to the writer that follows (bounded:
+        # a HEAD leaves its listing behind; a stale or missing one only costs a new listing).
+        self._listings: OrderedDict[str, Listing] = OrderedDict()
+
+    # --- keys and calls ----------------------------------------------------------
+
+    def key(self, upload_id: str) -> str:
+        return f"{self.settings.object_prefix}{upload_id}"
+
+    async def _call(self, operation: str, **params: Any) -> Any:
+        try:
+            return await anyio.to_thread.run_sync(
+                partial(getattr(self.client, operation), Bucket=self.bucket, **params), limiter=self._calls
+            )
+        except Exception as error:
+            if _is_missing(error):
+                raise
+            raise S3Error(errno.EIO, f"S3 {operation} failed: {_error_code(error) or error}") from error
+
+    async def _delete(self, key: str) -> None:
+        try:
+            await self._call("delete_object", Key=key)
+        except Exception as error:
+            if not _is_missing(error):
+                raise
+
+    def _storage_fields(self, upload_id: str, multipart_id: str) -> dict[str, str]:
+        return {"Type": "s3store", "Bucket": self.bucket, "Key": self.key(upload_id), "MultipartUpload": multipart_id}
+
+    # --- info ----------------------------------------------------------------------
+
+    async def _put_info(self, info: UploadInfo, *, new: bool = False) -> None:
+        params: dict[str, Any] = {"Key": self.key(info.id) + ".info", "Body": info_codec.encode(info)}
+        if new:
+            params["IfNoneMatch"] = "*"  # two creations of one id: the second fails
+        try:
+            await self._call("put_object", ContentType="application/json", **params)
+        except S3Error as error:
+            if new and _error_code(error.__cause__ or error) in ("PreconditionFailed", "412"):
+                raise UploadExists(info.id) from None
+            raise
+
+    async def _read_info(self, upload_id: str) -> tuple[UploadInfo, float]:
+        try:
+            response = await self._call("get_object", Key=self.key(upload_id) + ".info")
+            with response["Body"] as body:
+                raw = await anyio.to_thread.run_sync(body.read, limiter=self._calls)
+            info = info_codec.decode(raw)
+        except ValueError as error:
+            raise UploadNotFound(upload_id) from error
+        except Exception as error:
+            if _is_missing(error):
+                raise UploadNotFound(upload_id) from error
+            raise
+        return replace(info, id=upload_id), response["LastModified"].timestamp()
+
+    async def exists(self, upload_id: str) -> bool:
+        try:
+            await self._call("head_object", Key=self.key(upload_id) + ".info")
+        except Exception as error:
+            if _is_missing(error):
+                return False
+            raise
+        return True
+
+    async def _list(self, info: UploadInfo) -> Listing | None:
+        """The upload's parts and `.part`, or None when its multipart upload is gone (completed)."""
+        multipart_id = info.storage.get("MultipartUpload", "")
+        if not multipart_id:
+            return None
+        parts: list[Part] = []
+        pending: Pending | None = None
+        gone = False
+
+        async def list_parts() -> None:
+            nonlocal gone
+            marker = 0
+            for _ in range(MAX_PARTS // 1000 + 1):  # bounded: pages of 1,000 parts
+                try:
+                    page = await self._call(
+                        "list_parts", Key=self.key(info.id), UploadId=multipart_id, PartNumberMarker=marker
+                    )
+                except Exception as error:
+                    if not _is_missing(error):
+                        raise
+                    gone = True
+                    return
+                for item in page.get("Parts", []):
+                    modified = item["LastModified"].timestamp() if "LastModified" in item else 0.0
+                    parts.append(Part(item["PartNumber"], item["Size"], item["ETag"], modified))
+                if not page.get("IsTruncated"):
+                    return
+                marker = int(page["NextPartNumberMarker"])
+
+        async def head_pending() -> None:
+            nonlocal pending
+            try:
+                head = await self._call("head_object", Key=self.key(info.id) + ".part")
+            except Exception as error:
+                if not _is_missing(error):
+                    raise
+                return
+            next_part = int(head.get("Metadata", {}).get(NEXT_PART_METADATA, "1"))
+            pending = Pending(head["ContentLength"], next_part, head["LastModified"].timestamp())
+
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(list_parts)
+            calls.start_soon(head_pending)
+        if gone:
+            return None
+        kept = contiguous(parts)
+        if pending is not None and pending.next_part <= len(kept):
+            pending = None  # already folded into the part it opened (see the module docstring)
+        return Listing(kept, pending)
+
+    async def get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
+        info, info_modified = await self._read_info(upload_id)
+        listing = None if info.digests else await self._list(info)
+        if listing is None:
+            # Complete: the multipart upload became the object.
+            try:
+                head = await self._call("head_object", Key=self.key(upload_id))
+            except Exception as error:
+                if _is_missing(error):
+                    raise UploadNotFound(upload_id) from error
+                raise
+            size = head["ContentLength"]
+            return replace(info, offset=size, updated_at=head["LastModified"].timestamp())
+        modified = max([info_modified, *(p.modified for p in listing.parts)])
+        if listing.pending is not None:
+            modified = max(modified, listing.pending.modified)
+        info = replace(info, offset=listing.size, updated_at=modified)
+        if settle:
+            if info.is_complete:  # the last part went up but a crash came before CompleteMultipartUpload
+                await self._complete(info, listing.parts)
+                return info
+            self._listings[upload_id] = listing
+            if len(self._listings) > LISTING_CACHE:
+                self._listings.popitem(last=False)
+        return info
+
+    async def create(self, info: UploadInfo) -> UploadInfo:
+        if await self.exists(info.id):
+            raise UploadExists(info.id)
+        key = self.key(info.id)
+        multipart_id = ""
+        if info.size == 0:
+            await self._call("put_object", Key=key, Body=b"")  # nothing will ever arrive
+        else:
+            params: dict[str, Any] = {}
+            filetype = info.metadata.get("filetype", "")
+            if filetype.isascii() and filetype.isprintable() and "/" in filetype and len(filetype) < 256:
+                params["ContentType"] = filetype
+            created = await self._call("create_multipart_upload", Key=key, **params)
+            multipart_id = created["UploadId"]
+        info = replace(info, storage=self._storage_fields(info.id, multipart_id), updated_at=time.time())
+        try:
+            await self._put_info(info, new=True)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._discard_bytes(info)
+            raise
+        return info
+
+    async def update_info(self, info: UploadInfo) -> None:
+        await self._put_info(info)
+        if info.is_complete and not info.digests:
+            # A length declared at the offset already stored: the upload is complete now.
+            listing = await self._list(info)
+            if listing is not None:
+                await self._complete(info, listing.parts)
+
+    async def _complete(self, info: UploadInfo, parts: Sequence[Part]) -> None:
+        multipart_id = info.storage["MultipartUpload"]
+        key = self.key(info.id)
+        if not parts:  # S3 completes nothing without a part
+            uploaded = await self._call("upload_part", Key=key, UploadId=multipart_id, PartNumber=1, Body=b"")
+            parts = [Part(1, 0, uploaded["ETag"])]
+        manifest = {"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]}
+        await self._call("complete_multipart_upload", Key=key, UploadId=multipart_id, MultipartUpload=manifest)
+        await self._delete(key + ".part")
+        self._listings.pop(info.id, None)
+
+    async def _discard_bytes(self, info: UploadInfo) -> None:
+        multipart_id = info.storage.get("MultipartUpload", "")
+        key = self.key(info.id)
+        if multipart_id:
+            try:
+                await self._call("abort_multipart_upload", Key=key, UploadId=multipart_id)
+            except Exception as error:
+                if not _is_missing(error):
+                    raise
+        await self._delete(key + ".part")
+        await self._delete(key)
+        self._listings.pop(info.id, None)
+
+    async def reset(self, upload_id: str) -> None:
+        info, _ = await self._read_info(upload_id)
+        await self._discard_bytes(info)
+        created = await self._call("create_multipart_upload", Key=self.key(upload_id))
+        storage = self._storage_fields(upload_id, created["UploadId"])
+        await self._put_info(replace(info, offset=0, storage=storage, digests={}))
+
+    async def terminate(self, upload_id: str) -> None:
+        try:
+            info, _ = await self._read_info(upload_id)
+        except UploadNotFound:
+            info = UploadInfo(id=upload_id, size=None)  # half gone already: remove what is left
+        # The info goes first: once it is gone the upload no longer exists.
+        await self._delete(self.key(upload_id) + ".info")
+        await self._discard_bytes(info)
+
+    async def list_ids(self) -> AsyncIterator[str]:
+        prefix = self.settings.object_prefix
+        token: dict[str, str] = {}
+        while True:
+            page = await self._call("list_objects_v2", Prefix=prefix, **token)
+            for item in page.get("Contents", []):
+                name = item["Key"][len(prefix) :]
+                if name.endswith(".info") and "/" not in name:
+                    yield name[: -len(".info")]
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def _read_object(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of an object, in blocks (a ranged GetObject, streamed)."""
+        if end <= start:
+            return
+        response = await self._call("get_object", Key=key, Range=f"bytes={start}-{end - 1}")
+        body = response["Body"]
+        try:
+            while block := await self._read_body(body):
+                yield block
+        finally:
+            body.close()
+
+    async def _read_body(self, body: Any) -> bytes:
+        try:
+            return await anyio.to_thread.run_sync(body.read, READ_BLOCK, limiter=self._calls)
+        except Exception as error:  # the connection broke mid-object
+            raise S3Error(errno.EIO, f"S3 read failed: {error}") from error
+
+    async def stored_bytes(self, upload_id: str) -> StoredBytes:
+        key = self.key(upload_id)
+        try:
+            head = await self._call("head_object", Key=key)
+        except Exception as error:
+            if _is_missing(error):
+                raise UploadNotFound(upload_id) from error
+            raise
+        return StoredBytes(
+            size=head["ContentLength"],
+            modified=head["LastModified"].timestamp(),
+            read_range=partial(self._read_object, key),
+        )
+
+    async def read_digests(self, upload_id: str, algorithms: Sequence[str]) -> dict[str, bytes]:
+        stored = await self.stored_bytes(upload_id)
+        hashers = {name: new_hasher(name) for name in algorithms}
+        async for block in self._read_object(self.key(upload_id), 0, stored.size):
+            for hasher in hashers.values():
+                hasher.update(block)
+        return {name: hasher.digest() for name, hasher in hashers.items()}
+
+    # --- concatenation -----------------------------------------------------------------
+
+    async def concatenate(
+        self, final: UploadInfo, partials: Sequence[UploadInfo], observers: Sequence[Hasher] = ()
+    ) -> UploadInfo:
+        if await self.exists(final.id):
+            raise UploadExists(final.id)
+        key = self.key(final.id)
+        created = await self._call("create_multipart_upload", Key=key)
+        final = replace(final, storage=self._storage_fields(final.id, created["UploadId"]))
+        sources = [p for p in partials if p.size]
+        try:
+            # S3 copies whole parts only when every part but the last reaches the minimum size;
+            # otherwise the bytes go through this process.
+            if all(p.size is not None and p.size >= self.settings.min_part_size for p in sources[:-1]):
+                parts = await self._copy_parts(final, sources)
+                for partial_info in sources:  # the digests still need the bytes
+                    async for block in self._read_object(self.key(partial_info.id), 0, partial_info.size or 0):
+                        for observer in observers:
+                            observer.update(block)
+                await self._complete(final.with_offset(final.size or 0), parts)
+            else:
+                async with self.writer(final, transactional=False, observers=observers, fresh=True) as writer:
+                    for partial_info in sources:
+                        async for block in self._read_object(self.key(partial_info.id), 0, partial_info.size or 0):
+                            await writer.append(block)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._discard_bytes(final)
+            raise
+        final = replace(final, offset=final.size or 0, updated_at=time.time())
+        await self._put_info(final, new=True)  # last: no final upload exists with short bytes
+        return final
+
+    async def _copy_parts(self, final: UploadInfo, sources: Sequence[UploadInfo]) -> list[Part]:
+        parts: list[Part] = []
+
+        async def copy(number: int, source: UploadInfo) -> None:
+            async with self._part_uploads:
+                copied = await self._call(
+                    "upload_part_copy",
+                    Key=self.key(final.id),
+                    UploadId=final.storage["MultipartUpload"],
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": self.key(source.id)},
+                )
+            parts.append(Part(number, source.size or 0, copied["CopyPartResult"]["ETag"]))
+
+        async with anyio.create_task_group() as copies:
+            for number, source in enumerate(sources, start=1):
+                copies.start_soon(copy, number, source)
+        return sorted(parts, key=lambda p: p.number)
+
+    # --- writing -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def writer(
+        self, info: UploadInfo, *, transactional: bool, observers: Sequence[Hasher] = (), fresh: bool = False
+    ) -> AsyncIterator[_S3Writer]:
+        listing = self._listings.pop(info.id, None)
+        if fresh or info.is_complete:  # nothing stored yet, or nothing more to store
+            listing = Listing((), None)
+        elif listing is None or listing.size != info.offset:
+            listing = await self._list(info)
+            if listing is None or listing.size != info.offset:
+                raise S3Error(errno.EIO, f"upload {info.id} changed in S3 while it was locked")
+        writer = _S3Writer(self, info, listing, transactional, observers)
+        try:
+            async with anyio.create_task_group() as uploads:  # part uploads; they never raise
+                writer.uploads = uploads
+                try:
+                    yield writer
+                finally:
+                    # Runs even when the request was cancelled: everything the client may have
+                    # been told is stored before the lock is released.
+                    with anyio.CancelScope(shield=True):
+                        await writer.close()
+        except BaseExceptionGroup as group:  # only ever the request's own error: pass it on as itself
+            raise group.exceptions[0] from None
+
+
+class _S3Writer:
+    def __init__(
+        self, store: S3Store, info: UploadInfo, listing: Listing, transactional: bool, observers: Sequence[Hasher]
+    ) -> None:
+        self._store = store
+        self._info = info
+        self._key = store.key(info.id)
+        self._multipart_id = info.storage.get("MultipartUpload", "")
+        self._part_size = part_size_for(store.settings, info.size)
+        self._parts: dict[int, Part] = {p.number: p for p in listing.parts}
+        self._next_number = len(listing.parts) + 1
+        self._pending = listing.pending  # the `.part` to fold in front of this request's bytes
+        self._start = info.offset
+        self._written = 0
+        self._transactional = transactional
+        self._committed = False
+        self._observers = observers
+        self._buffer: IO[bytes] | None = None
+        self._buffered = 0  # bytes in _buffer (including a folded-in .part)
+        self._waiting = anyio.Semaphore(store.settings.max_buffered_parts)
+        self._in_flight: list[anyio.Event] = []
+        self._failure: BaseException | None = None
+        self.uploads: anyio.abc.TaskGroup | None = None
+        self.updated_at = info.updated_at
+
+    @property
+    def offset(self) -> int:
+        if self._transactional and not self._committed:
+            return self._start
+        return self.written_offset
+
+    @property
+    def written_offset(self) -> int:
+        return self._start + self._written
+
+    async def append(self, block: bytes | bytearray, *, last: bool = False) -> None:
+        if self._failure is not None:
+            raise S3Error(errno.EIO, str(self._failure)) from self._failure
+        if self._buffer is None:
+            await self._open_buffer()
+        await anyio.to_thread.run_sync(self._write, block)
+        if not self._transactional and self._buffered >= self._part_size:
+            await self._send_buffer()
+
+    def _write(self, block: bytes | bytearray) -> None:
+        assert self._buffer is not None
+        self._buffer.write(block)
+        self._buffered += len(block)
+        self._written += len(block)
+        for observer in self._observers:
+            observer.update(block)
+
+    async def _open_buffer(self) -> None:
+        self._buffer = await anyio.to_thread.run_sync(
+            partial(tempfile.TemporaryFile, dir=self._store.settings.temp_dir)
+        )
+        if self._pending is not None and self._pending.size:
+            # Bytes stored as `.part` by an earlier request open this part.
+            response = await self._store._call("get_object", Key=self._key + ".part")
+            body = response["Body"]
+            try:
+                while block := await self._store._read_body(body):
+                    await anyio.to_thread.run_sync(self._buffer.write, block)
+                    self._buffered += len(block)
+            finally:
+                body.close()
+            if self._buffered != self._pending.size:
+                raise S3Error(errno.EIO, f"the pending part of upload {self._info.id} changed while locked")
+
+    async def _send_buffer(self) -> None:
+        """Upload the buffer as the next part, in the background (bounded by max_buffered_parts)."""
+        assert self._buffer is not None and self.uploads is not None
+        buffer, size, number = self._buffer, self._buffered, self._next_number
+        self._buffer, self._buffered, self._next_number = None, 0, number + 1
+        await self._waiting.acquire()
+        done = anyio.Event()
+        self._in_flight.append(done)
+        self.uploads.start_soon(self._upload_part, number, buffer, size, done)
+
+    async def _upload_part(self, number: int, buffer: IO[bytes], size: int, done: anyio.Event) -> None:
+        try:
+            async with self._store._part_uploads:
+                await anyio.to_thread.run_sync(buffer.seek, 0)
+                uploaded = await self._store._call(
+                    "upload_part",
+                    Key=self._key,
+                    UploadId=self._multipart_id,
+                    PartNumber=number,
+                    Body=buffer,
+                    ContentLength=size,
+                )
+            self._parts[number] = Part(number, size, uploaded["ETag"])
+        except Exception as error:
+            self._failure = self._failure or error
+            log.warning("upload %s: part %d failed: %s", self._info.id, number, error)
+        finally:
+            buffer.close()
+            self._waiting.release()
+            done.set()
+
+    async def commit(self) -> None:
+        self._committed = True
+
+    async def close(self) -> None:
+        for done in self._in_flight:
+            await done.wait()
+        if self._transactional and not self._committed:
+            self._written = 0  # the checksum failed or never came: nothing was sent, nothing counts
+        if self._written == 0 or self._failure is not None:
+            self._drop_buffer()
+            self._raise_failure()
+            return
+        offset = self.written_offset
+        complete = self._info.size is not None and offset == self._info.size
+        pending_replaced = False
+        if self._buffered >= self._store.settings.min_part_size or (complete and self._buffered):
+            await self._send_buffer()
+            await self._in_flight[-1].wait()
+            self._raise_failure()
+        elif self._buffered:
+            await self._put_pending()
+            pending_replaced = True
+        self._drop_buffer()
+        if complete:
+            await self._store._complete(self._info.with_offset(offset), [self._parts[n] for n in sorted(self._parts)])
+        elif self._pending is not None and not pending_replaced:
+            await self._store._delete(self._key + ".part")  # folded into a part: tidy (it counts for nothing now)
+        self.updated_at = time.time()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise S3Error(errno.EIO, f"storing upload {self._info.id} failed: {self._failure}") from self._failure
+
+    async def _put_pending(self) -> None:
+        assert self._buffer is not None
+        buffer, size = self._buffer, self._buffered
+        await anyio.to_thread.run_sync(buffer.seek, 0)
+        await self._store._call(
+            "put_object",
+            Key=self._key + ".part",
+            Body=buffer,
+            ContentLength=size,
+            Metadata={NEXT_PART_METADATA: str(self._next_number)},
+        )
+
+    def _drop_buffer(self) -> None:
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer, self._buffered = None, 0
