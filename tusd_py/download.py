@@ -204,9 +204,7 @@ class RangeNotSatisfiable(Exception):
         self.size = size
 
 
-def stream_response(
-    stored: StoredBytes, request_headers: Headers, media: str, headers: dict[str, str]
-) -> Response:
+def stream_response(stored: StoredBytes, request_headers: Headers, media: str, headers: dict[str, str]) -> Response:
     """A download from a store without local files (object storage): ranged reads, streamed."""
     assert stored.read_range is not None
     modified = formatdate(stored.modified, usegmt=True)
