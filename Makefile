@@ -12,7 +12,7 @@ PAGE_PORT ?= 8081
 SHARED_BENCH ?= ../shared/bench
 PAIRS  ?= 3
 
-.PHONY: install run test demo bench system-deps clean
+.PHONY: install run test demo bench bench-s3 system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,9 @@ $(BUNDLE): $(NODE_STAMP) $(wildcard client_demo/src/*)
 install: $(STAMP)
 
 # From Debian's packages: chromium for the browser tests (never a downloaded browser),
-# jq for the tusd-style hook scripts in tests/hooks.
+# jq for the tusd-style hook scripts in tests/hooks, redis-server for the shared-lock tests.
 system-deps:
-	@missing=""; for tool in chromium jq; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for tool in chromium jq redis-server; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
 	  else echo "missing:$$missing (install Debian's packages)"; exit 1; fi; \
@@ -55,6 +55,11 @@ bench: $(STAMP)
 	$(SHARED_BENCH)/setup.sh
 	$(SHARED_BENCH)/compare.sh -n $(PAIRS) -a tusd-py -o bench/results \
 	  'exec $(BIN)/tusd-py -host 127.0.0.1 -port {port} -upload-dir {dir}'
+
+# A 1 GiB upload in one PATCH and in 8 MiB PATCHes through the S3 store, against moto's S3 server.
+bench-s3: $(STAMP)
+	mkdir -p bench/results
+	$(BIN)/python bench/s3.py --size-mib 1024 --rounds 3 | tee bench/results/s3.md
 
 clean:
 	rm -rf $(VENV) node_modules client_demo/dist .pytest_cache .hypothesis build *.egg-info

@@ -103,7 +103,7 @@ def build_locker(config: Config) -> Locker:
     if config.redis_url:
         from .lockers.redis import RedisLocker  # redis-py only when Redis is used
 
-        return RedisLocker(config.redis_url, config.acquire_lock_timeout)
+        return RedisLocker(config.redis_url, config.acquire_lock_timeout, ttl=config.redis_lock_ttl)
     if config.s3_bucket and config.workers <= 1:
         return MemoryLocker(config.acquire_lock_timeout)  # one process, nothing on local disk
     # File locks: correct with several worker processes on one directory.

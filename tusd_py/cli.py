@@ -73,6 +73,7 @@ FLAGS = (
     Flag("s3-disable-content-hashes", parse_bool, "accepted for tusd; hashes are only sent where S3 requires them"),
     Flag("s3-disable-ssl", parse_bool, "use http:// for an -s3-endpoint given without a scheme"),
     Flag("redis-url", str, "share upload locks through Redis (redis://host:port/db), for several instances"),
+    Flag("redis-lock-ttl", parse_duration, "how long a lock outlives an instance that died holding it"),
     Flag("single-instance", parse_bool, "no other instance serves the same bucket (lets -workers share host locks)"),
     # Hooks
     Flag("hooks-dir", str, "directory of hook executables, named after the event"),

@@ -59,6 +59,7 @@ class Config:
     s3_disable_ssl: bool = False
     # Upload locks shared by every instance (lockers/redis.py); without it, locks are per host.
     redis_url: str = ""
+    redis_lock_ttl: float = 10.0  # a dead instance's locks free this long after its last renewal
     # Promise that no other instance serves the same bucket: workers may share host-local locks.
     single_instance: bool = False
     dir_perms: int = 0o775
