@@ -165,7 +165,9 @@ def check_bucket(settings: S3Settings) -> None:
     try:
         client.head_bucket(Bucket=settings.bucket)
     except Exception as error:
-        reason, where = _error_code(error) or error, settings.endpoint or "AWS"
+        code = _error_code(error)
+        reason = "no such bucket" if code in ("404", "NoSuchBucket") else code or error
+        where = settings.endpoint or "AWS"
         raise RuntimeError(f"cannot use S3 bucket {settings.bucket!r} at {where}: {reason}") from None
     finally:
         client.close()
