@@ -16,7 +16,7 @@ message. It is raised anywhere below the HTTP edge and rendered once, in
       ├── 415  wrong PATCH Content-Type
       ├── 460  per-request checksum mismatch
       ├── 500  read timeout, connection reset, lock timeout, storage failure (clients retry 5xx)
-      ├── 503  server shutting down
+      ├── 503  server shutting down, lock service (Redis) unreachable
       └── 507  disk full
 """
 
@@ -103,3 +103,8 @@ def storage_error(error: OSError, headers: dict[str, str] | None = None) -> TusE
 
 def server_shutdown() -> TusError:
     return TusError(503, "ERR_SERVER_SHUTDOWN", "server is shutting down, the bytes received so far are stored")
+
+
+def locker_unavailable() -> TusError:
+    # 503: the upload is fine, the shared lock service is not; clients retry 5xx.
+    return TusError(503, "ERR_LOCKER_UNAVAILABLE", "the upload lock service is unavailable, try again later")
