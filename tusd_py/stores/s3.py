@@ -314,7 +314,7 @@ class S3Store:
         info = replace(info, offset=listing.size, updated_at=modified)
         if settle:
             if info.is_complete:  # the last part went up but a crash came before CompleteMultipartUpload
-                await self._complete(info, listing.parts)
+                await self._complete(info, listing.parts, listing.pending)
                 return info
             self._listings[upload_id] = listing
             if len(self._listings) > LISTING_CACHE:
@@ -350,11 +350,21 @@ class S3Store:
             # A length declared at the offset already stored: the upload is complete now.
             listing = await self._list(info)
             if listing is not None:
-                await self._complete(info, listing.parts)
+                await self._complete(info, listing.parts, listing.pending)
 
-    async def _complete(self, info: UploadInfo, parts: Sequence[Part]) -> None:
+    async def _complete(self, info: UploadInfo, parts: Sequence[Part], pending: Pending | None = None) -> None:
         multipart_id = info.storage["MultipartUpload"]
         key = self.key(info.id)
+        if pending is not None and pending.size:  # the last bytes wait in `.part`: they become the last part
+            number = len(parts) + 1
+            copied = await self._call(
+                "upload_part_copy",
+                Key=key,
+                UploadId=multipart_id,
+                PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": key + ".part"},
+            )
+            parts = [*parts, Part(number, pending.size, copied["CopyPartResult"]["ETag"])]
         if not parts:  # S3 completes nothing without a part
             uploaded = await self._call("upload_part", Key=key, UploadId=multipart_id, PartNumber=1, Body=b"")
             parts = [Part(1, 0, uploaded["ETag"])]
@@ -539,7 +549,8 @@ class _S3Writer:
         self._part_size = part_size_for(store.settings, info.size)
         self._parts: dict[int, Part] = {p.number: p for p in listing.parts}
         self._next_number = len(listing.parts) + 1
-        self._pending = listing.pending  # the `.part` to fold in front of this request's bytes
+        self._pending = listing.pending  # the `.part` this request replaces (folded in, or rewritten)
+        self._to_fold = listing.pending  # ... to fold in front of this request's bytes: once, into its first part
         self._start = info.offset
         self._written = 0
         self._transactional = transactional
@@ -547,6 +558,7 @@ class _S3Writer:
         self._observers = observers
         self._buffer: IO[bytes] | None = None
         self._buffered = 0  # bytes in _buffer (including a folded-in .part)
+        self._held: list[tuple[IO[bytes], int]] = []  # a checksummed request's full parts, not yet sent
         self._waiting = anyio.Semaphore(store.settings.max_buffered_parts)
         self._in_flight: list[anyio.Event] = []
         self._failure: BaseException | None = None
@@ -566,11 +578,17 @@ class _S3Writer:
     async def append(self, block: bytes | bytearray, *, last: bool = False) -> None:
         if self._failure is not None:
             raise S3Error(errno.EIO, str(self._failure)) from self._failure
-        if self._buffer is None:
-            await self._open_buffer()
-        await anyio.to_thread.run_sync(self._write, block)
-        if not self._transactional and self._buffered >= self._part_size:
-            await self._send_buffer()
+        while block:
+            if self._buffer is None:
+                await self._open_buffer()
+            # Parts are cut at exactly the part size: R2 wants every part but the last the same
+            # size, and a block must not push a part past S3's 5 GiB.
+            room = self._part_size - self._buffered
+            if room > 0:
+                piece, block = (block, b"") if len(block) <= room else (block[:room], block[room:])
+                await anyio.to_thread.run_sync(self._write, piece)
+            if self._buffered >= self._part_size:
+                await self._part_full()
 
     def _write(self, block: bytes | bytearray) -> None:
         assert self._buffer is not None
@@ -584,7 +602,8 @@ class _S3Writer:
         self._buffer = await anyio.to_thread.run_sync(
             partial(tempfile.TemporaryFile, dir=self._store.settings.temp_dir)
         )
-        if self._pending is not None and self._pending.size:
+        pending, self._to_fold = self._to_fold, None
+        if pending is not None and pending.size:
             # Bytes stored as `.part` by an earlier request open this part.
             response = await self._store._call("get_object", Key=self._key + ".part")
             body = response["Body"]
@@ -594,14 +613,27 @@ class _S3Writer:
                     self._buffered += len(block)
             finally:
                 body.close()
-            if self._buffered != self._pending.size:
+            if self._buffered != pending.size:
                 raise S3Error(errno.EIO, f"the pending part of upload {self._info.id} changed while locked")
 
+    async def _part_full(self) -> None:
+        if self._transactional:  # held back until the checksum matched: S3 can not take a part back
+            assert self._buffer is not None
+            self._held.append((self._buffer, self._buffered))
+            self._buffer, self._buffered = None, 0
+        else:
+            await self._send_buffer()
+
     async def _send_buffer(self) -> None:
-        """Upload the buffer as the next part, in the background (bounded by max_buffered_parts)."""
-        assert self._buffer is not None and self.uploads is not None
-        buffer, size, number = self._buffer, self._buffered, self._next_number
-        self._buffer, self._buffered, self._next_number = None, 0, number + 1
+        assert self._buffer is not None
+        buffer, size = self._buffer, self._buffered
+        self._buffer, self._buffered = None, 0
+        await self._send(buffer, size)
+
+    async def _send(self, buffer: IO[bytes], size: int) -> None:
+        """Upload `buffer` as the next part, in the background (bounded by max_buffered_parts)."""
+        assert self.uploads is not None
+        number, self._next_number = self._next_number, self._next_number + 1
         await self._waiting.acquire()
         done = anyio.Event()
         self._in_flight.append(done)
@@ -632,6 +664,10 @@ class _S3Writer:
         self._committed = True
 
     async def close(self) -> None:
+        if self._committed:
+            for buffer, size in self._held:  # the checksum matched: the parts held back go up now
+                await self._send(buffer, size)
+            self._held = []
         for done in self._in_flight:
             await done.wait()
         if self._transactional and not self._committed:
@@ -674,6 +710,9 @@ class _S3Writer:
         )
 
     def _drop_buffer(self) -> None:
+        for buffer, _ in self._held:
+            buffer.close()
+        self._held = []
         if self._buffer is not None:
             self._buffer.close()
             self._buffer, self._buffered = None, 0
