@@ -31,6 +31,8 @@ from .base import StoredBytes, UploadExists, UploadNotFound
 
 INFO_SUFFIX = ".info"
 ROLLBACK_SUFFIX = ".rollback"
+# Blocks up to this size are written (and hashed) on the event loop: one ASGI message.
+INLINE_WRITE = 64 * 1024
 
 
 class FileStore:
@@ -54,6 +56,14 @@ class FileStore:
 
     async def _run(self, func, *args):  # type: ignore[no-untyped-def]
         return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+
+    # Small metadata work (creating an upload's files, replacing an .info, writing a
+    # block of at most INLINE_WRITE bytes) runs on the event loop: on a page-cached
+    # file system it costs a few system calls, while a thread hop costs two GIL
+    # hand-overs between the loop and a worker (futex wake-ups, context switches).
+    # Measured with bench/ab_small.sh (16 KiB creations, c32, tmpfs): 1,130 uploads/s
+    # with these in threads, about 2,000 inline. Anything that may take long (large
+    # blocks, hashing a whole file, truncating or removing a large file) keeps its thread.
 
     # --- info ------------------------------------------------------------------
 
@@ -151,10 +161,10 @@ class FileStore:
                 raise
             return replace(info, updated_at=stat.st_mtime)
 
-        return await self._run(create_files)
+        return create_files()  # inline: see _run
 
     async def update_info(self, info: UploadInfo) -> None:
-        await self._run(self._write_info, info)
+        self._write_info(info)  # inline: see _run
 
     async def reset(self, upload_id: str) -> None:
         await self._run(os.truncate, self.data_path(upload_id), 0)
@@ -238,8 +248,11 @@ class FileStore:
             # Runs even when the request was cancelled: the bytes must be
             # settled (kept, or rolled back) before the lock is released.
             if writer.opened:
-                with anyio.CancelScope(shield=True):
-                    await self._run(writer.close)
+                if writer.rolls_back:  # truncating may free many blocks: not on the event loop
+                    with anyio.CancelScope(shield=True):
+                        await self._run(writer.close)
+                else:
+                    writer.close()
 
 
 class _FileWriter:
@@ -283,8 +296,16 @@ class _FileWriter:
                 remove_if_present(marker + ".tmp")
                 raise
 
+    @property
+    def rolls_back(self) -> bool:
+        """Closing now would truncate what this request wrote."""
+        return self._transactional and not self._committed and self._written > 0
+
     async def append(self, block: bytes | bytearray, *, last: bool = False) -> None:
-        await self._store._run(self._append, block, last)
+        if len(block) <= INLINE_WRITE:
+            self._append(block, last)  # see FileStore._run
+        else:
+            await self._store._run(self._append, block, last)
 
     def _append(self, block: bytes | bytearray, last: bool = False) -> None:
         if self._fd < 0:

@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import os
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
-from typing import IO, Any
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -46,97 +44,24 @@ from .. import info as info_codec
 from ..checksum import Hasher, new_hasher
 from ..info import UploadInfo
 from .base import StoredBytes, UploadExists, UploadNotFound
+from .s3_layout import (
+    MAX_PARTS,
+    NEXT_PART_METADATA,
+    Listing,
+    Part,
+    Pending,
+    S3Error,
+    S3Settings,
+    contiguous,
+    error_code,
+    is_missing,
+)
+from .s3_writer import PartWriter
 
 log = logging.getLogger("tusd_py")
 
-MiB = 1 << 20
-MAX_PARTS = 10_000  # S3's limit per multipart upload
-MAX_PART_SIZE = 5 * 1024 * MiB
-READ_BLOCK = MiB
-NEXT_PART_METADATA = "next-part"
+READ_BLOCK = 1 << 20
 LISTING_CACHE = 256
-_MISSING = ("NoSuchKey", "404", "NotFound", "NoSuchUpload")
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    bucket: str
-    endpoint: str = ""
-    object_prefix: str = ""
-    part_size: int = 50 * MiB  # preferred; grows for uploads that would need more than MAX_PARTS
-    min_part_size: int = 5 * MiB  # S3's minimum for every part but the last
-    max_buffered_parts: int = 20
-    concurrent_part_uploads: int = 10
-    temp_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.bucket:
-            raise ValueError("an S3 bucket is required")
-        if not 0 < self.min_part_size <= self.part_size <= MAX_PART_SIZE:
-            raise ValueError("S3 part sizes must satisfy 0 < min part size <= part size <= 5 GiB")
-        if self.max_buffered_parts < 1 or self.concurrent_part_uploads < 1:
-            raise ValueError("S3 buffered parts and concurrent part uploads must be at least 1")
-
-
-def part_size_for(settings: S3Settings, upload_size: int | None) -> int:
-    """The preferred size, or larger when the upload would otherwise need more than 10,000 parts."""
-    if upload_size is None or upload_size <= settings.part_size * MAX_PARTS:
-        return settings.part_size
-    return min(MAX_PART_SIZE, math.ceil(upload_size / MAX_PARTS))
-
-
-@dataclass(frozen=True)
-class Part:
-    number: int
-    size: int
-    etag: str
-    modified: float = 0.0
-
-
-@dataclass(frozen=True)
-class Pending:
-    """The `.part` object: bytes waiting to open part `next_part`."""
-
-    size: int
-    next_part: int
-    modified: float
-
-
-@dataclass(frozen=True)
-class Listing:
-    """What S3 holds of an upload in progress."""
-
-    parts: tuple[Part, ...]
-    pending: Pending | None
-
-    @property
-    def size(self) -> int:
-        return sum(part.size for part in self.parts) + (self.pending.size if self.pending else 0)
-
-
-def contiguous(parts: Sequence[Part]) -> tuple[Part, ...]:
-    """Parts 1..n up to the first gap: a part after a gap (its predecessor failed) counts for nothing."""
-    kept: list[Part] = []
-    for part in sorted(parts, key=lambda p: p.number):
-        if part.number != len(kept) + 1:
-            break
-        kept.append(part)
-    return tuple(kept)
-
-
-class S3Error(OSError):
-    """An S3 call failed; the handler answers it like any storage error (500 ERR_STORAGE)."""
-
-
-def _error_code(error: BaseException) -> str:
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _is_missing(error: BaseException) -> bool:
-    return _error_code(error) in _MISSING
 
 
 def make_client(settings: S3Settings) -> Any:
@@ -165,7 +90,7 @@ def check_bucket(settings: S3Settings) -> None:
     try:
         client.head_bucket(Bucket=settings.bucket)
     except Exception as error:
-        code = _error_code(error)
+        code = error_code(error)
         reason = "no such bucket" if code in ("404", "NoSuchBucket") else code or error
         where = settings.endpoint or "AWS"
         raise RuntimeError(f"cannot use S3 bucket {settings.bucket!r} at {where}: {reason}") from None
@@ -195,15 +120,15 @@ class S3Store:
                 partial(getattr(self.client, operation), Bucket=self.bucket, **params), limiter=self._calls
             )
         except Exception as error:
-            if _is_missing(error):
+            if is_missing(error):
                 raise
-            raise S3Error(errno.EIO, f"S3 {operation} failed: {_error_code(error) or error}") from error
+            raise S3Error(errno.EIO, f"S3 {operation} failed: {error_code(error) or error}") from error
 
     async def _delete(self, key: str) -> None:
         try:
             await self._call("delete_object", Key=key)
         except Exception as error:
-            if not _is_missing(error):
+            if not is_missing(error):
                 raise
 
     def _storage_fields(self, upload_id: str, multipart_id: str) -> dict[str, str]:
@@ -218,7 +143,7 @@ class S3Store:
         try:
             await self._call("put_object", ContentType="application/json", **params)
         except S3Error as error:
-            if new and _error_code(error.__cause__ or error) in ("PreconditionFailed", "412"):
+            if new and error_code(error.__cause__ or error) in ("PreconditionFailed", "412"):
                 raise UploadExists(info.id) from None
             raise
 
@@ -231,7 +156,7 @@ class S3Store:
         except ValueError as error:
             raise UploadNotFound(upload_id) from error
         except Exception as error:
-            if _is_missing(error):
+            if is_missing(error):
                 raise UploadNotFound(upload_id) from error
             raise
         return replace(info, id=upload_id), response["LastModified"].timestamp()
@@ -240,7 +165,7 @@ class S3Store:
         try:
             await self._call("head_object", Key=self.key(upload_id) + ".info")
         except Exception as error:
-            if _is_missing(error):
+            if is_missing(error):
                 return False
             raise
         return True
@@ -263,7 +188,7 @@ class S3Store:
                         "list_parts", Key=self.key(info.id), UploadId=multipart_id, PartNumberMarker=marker
                     )
                 except Exception as error:
-                    if not _is_missing(error):
+                    if not is_missing(error):
                         raise
                     gone = True
                     return
@@ -279,7 +204,7 @@ class S3Store:
             try:
                 head = await self._call("head_object", Key=self.key(info.id) + ".part")
             except Exception as error:
-                if not _is_missing(error):
+                if not is_missing(error):
                     raise
                 return
             next_part = int(head.get("Metadata", {}).get(NEXT_PART_METADATA, "1"))
@@ -303,7 +228,7 @@ class S3Store:
             try:
                 head = await self._call("head_object", Key=self.key(upload_id))
             except Exception as error:
-                if _is_missing(error):
+                if is_missing(error):
                     raise UploadNotFound(upload_id) from error
                 raise
             size = head["ContentLength"]
@@ -329,12 +254,7 @@ class S3Store:
         if info.size == 0:
             await self._call("put_object", Key=key, Body=b"")  # nothing will ever arrive
         else:
-            params: dict[str, Any] = {}
-            filetype = info.metadata.get("filetype", "")
-            if filetype.isascii() and filetype.isprintable() and "/" in filetype and len(filetype) < 256:
-                params["ContentType"] = filetype
-            created = await self._call("create_multipart_upload", Key=key, **params)
-            multipart_id = created["UploadId"]
+            multipart_id = await self._new_multipart(info)
         info = replace(info, storage=self._storage_fields(info.id, multipart_id), updated_at=time.time())
         try:
             await self._put_info(info, new=True)
@@ -343,6 +263,14 @@ class S3Store:
                 await self._discard_bytes(info)
             raise
         return info
+
+    async def _new_multipart(self, info: UploadInfo) -> str:
+        params: dict[str, Any] = {}
+        filetype = info.metadata.get("filetype", "")
+        if filetype.isascii() and filetype.isprintable() and "/" in filetype and len(filetype) < 256:
+            params["ContentType"] = filetype  # for whoever reads the bucket directly
+        created = await self._call("create_multipart_upload", Key=self.key(info.id), **params)
+        return str(created["UploadId"])
 
     async def update_info(self, info: UploadInfo) -> None:
         await self._put_info(info)
@@ -380,7 +308,7 @@ class S3Store:
             try:
                 await self._call("abort_multipart_upload", Key=key, UploadId=multipart_id)
             except Exception as error:
-                if not _is_missing(error):
+                if not is_missing(error):
                     raise
         await self._delete(key + ".part")
         await self._delete(key)
@@ -389,8 +317,7 @@ class S3Store:
     async def reset(self, upload_id: str) -> None:
         info, _ = await self._read_info(upload_id)
         await self._discard_bytes(info)
-        created = await self._call("create_multipart_upload", Key=self.key(upload_id))
-        storage = self._storage_fields(upload_id, created["UploadId"])
+        storage = self._storage_fields(upload_id, await self._new_multipart(info))
         await self._put_info(replace(info, offset=0, storage=storage, digests={}))
 
     async def terminate(self, upload_id: str) -> None:
@@ -440,7 +367,7 @@ class S3Store:
         try:
             head = await self._call("head_object", Key=key)
         except Exception as error:
-            if _is_missing(error):
+            if is_missing(error):
                 raise UploadNotFound(upload_id) from error
             raise
         return StoredBytes(
@@ -464,9 +391,7 @@ class S3Store:
     ) -> UploadInfo:
         if await self.exists(final.id):
             raise UploadExists(final.id)
-        key = self.key(final.id)
-        created = await self._call("create_multipart_upload", Key=key)
-        final = replace(final, storage=self._storage_fields(final.id, created["UploadId"]))
+        final = replace(final, storage=self._storage_fields(final.id, await self._new_multipart(final)))
         sources = [p for p in partials if p.size]
         try:
             # S3 copies whole parts only when every part but the last reaches the minimum size;
@@ -515,7 +440,7 @@ class S3Store:
     @asynccontextmanager
     async def writer(
         self, info: UploadInfo, *, transactional: bool, observers: Sequence[Hasher] = (), fresh: bool = False
-    ) -> AsyncIterator[_S3Writer]:
+    ) -> AsyncIterator[PartWriter]:
         listing = self._listings.pop(info.id, None)
         if fresh or info.is_complete:  # nothing stored yet, or nothing more to store
             listing = Listing((), None)
@@ -523,7 +448,7 @@ class S3Store:
             listing = await self._list(info)
             if listing is None or listing.size != info.offset:
                 raise S3Error(errno.EIO, f"upload {info.id} changed in S3 while it was locked")
-        writer = _S3Writer(self, info, listing, transactional, observers)
+        writer = PartWriter(self, info, listing, transactional, observers)
         try:
             async with anyio.create_task_group() as uploads:  # part uploads; they never raise
                 writer.uploads = uploads
@@ -536,183 +461,3 @@ class S3Store:
                         await writer.close()
         except BaseExceptionGroup as group:  # only ever the request's own error: pass it on as itself
             raise group.exceptions[0] from None
-
-
-class _S3Writer:
-    def __init__(
-        self, store: S3Store, info: UploadInfo, listing: Listing, transactional: bool, observers: Sequence[Hasher]
-    ) -> None:
-        self._store = store
-        self._info = info
-        self._key = store.key(info.id)
-        self._multipart_id = info.storage.get("MultipartUpload", "")
-        self._part_size = part_size_for(store.settings, info.size)
-        self._parts: dict[int, Part] = {p.number: p for p in listing.parts}
-        self._next_number = len(listing.parts) + 1
-        self._pending = listing.pending  # the `.part` this request replaces (folded in, or rewritten)
-        self._to_fold = listing.pending  # ... to fold in front of this request's bytes: once, into its first part
-        self._start = info.offset
-        self._written = 0
-        self._transactional = transactional
-        self._committed = False
-        self._observers = observers
-        self._buffer: IO[bytes] | None = None
-        self._buffered = 0  # bytes in _buffer (including a folded-in .part)
-        self._held: list[tuple[IO[bytes], int]] = []  # a checksummed request's full parts, not yet sent
-        self._waiting = anyio.Semaphore(store.settings.max_buffered_parts)
-        self._in_flight: list[anyio.Event] = []
-        self._failure: BaseException | None = None
-        self.uploads: anyio.abc.TaskGroup | None = None
-        self.updated_at = info.updated_at
-
-    @property
-    def offset(self) -> int:
-        if self._transactional and not self._committed:
-            return self._start
-        return self.written_offset
-
-    @property
-    def written_offset(self) -> int:
-        return self._start + self._written
-
-    async def append(self, block: bytes | bytearray, *, last: bool = False) -> None:
-        if self._failure is not None:
-            raise S3Error(errno.EIO, str(self._failure)) from self._failure
-        while block:
-            if self._buffer is None:
-                await self._open_buffer()
-            # Parts are cut at exactly the part size: R2 wants every part but the last the same
-            # size, and a block must not push a part past S3's 5 GiB.
-            room = self._part_size - self._buffered
-            if room > 0:
-                piece, block = (block, b"") if len(block) <= room else (block[:room], block[room:])
-                await anyio.to_thread.run_sync(self._write, piece)
-            if self._buffered >= self._part_size:
-                await self._part_full()
-
-    def _write(self, block: bytes | bytearray) -> None:
-        assert self._buffer is not None
-        self._buffer.write(block)
-        self._buffered += len(block)
-        self._written += len(block)
-        for observer in self._observers:
-            observer.update(block)
-
-    async def _open_buffer(self) -> None:
-        self._buffer = await anyio.to_thread.run_sync(
-            partial(tempfile.TemporaryFile, dir=self._store.settings.temp_dir)
-        )
-        pending, self._to_fold = self._to_fold, None
-        if pending is not None and pending.size:
-            # Bytes stored as `.part` by an earlier request open this part.
-            response = await self._store._call("get_object", Key=self._key + ".part")
-            body = response["Body"]
-            try:
-                while block := await self._store._read_body(body):
-                    await anyio.to_thread.run_sync(self._buffer.write, block)
-                    self._buffered += len(block)
-            finally:
-                body.close()
-            if self._buffered != pending.size:
-                raise S3Error(errno.EIO, f"the pending part of upload {self._info.id} changed while locked")
-
-    async def _part_full(self) -> None:
-        if self._transactional:  # held back until the checksum matched: S3 can not take a part back
-            assert self._buffer is not None
-            self._held.append((self._buffer, self._buffered))
-            self._buffer, self._buffered = None, 0
-        else:
-            await self._send_buffer()
-
-    async def _send_buffer(self) -> None:
-        assert self._buffer is not None
-        buffer, size = self._buffer, self._buffered
-        self._buffer, self._buffered = None, 0
-        await self._send(buffer, size)
-
-    async def _send(self, buffer: IO[bytes], size: int) -> None:
-        """Upload `buffer` as the next part, in the background (bounded by max_buffered_parts)."""
-        assert self.uploads is not None
-        number, self._next_number = self._next_number, self._next_number + 1
-        await self._waiting.acquire()
-        done = anyio.Event()
-        self._in_flight.append(done)
-        self.uploads.start_soon(self._upload_part, number, buffer, size, done)
-
-    async def _upload_part(self, number: int, buffer: IO[bytes], size: int, done: anyio.Event) -> None:
-        try:
-            async with self._store._part_uploads:
-                await anyio.to_thread.run_sync(buffer.seek, 0)
-                uploaded = await self._store._call(
-                    "upload_part",
-                    Key=self._key,
-                    UploadId=self._multipart_id,
-                    PartNumber=number,
-                    Body=buffer,
-                    ContentLength=size,
-                )
-            self._parts[number] = Part(number, size, uploaded["ETag"])
-        except Exception as error:
-            self._failure = self._failure or error
-            log.warning("upload %s: part %d failed: %s", self._info.id, number, error)
-        finally:
-            buffer.close()
-            self._waiting.release()
-            done.set()
-
-    async def commit(self) -> None:
-        self._committed = True
-
-    async def close(self) -> None:
-        if self._committed:
-            for buffer, size in self._held:  # the checksum matched: the parts held back go up now
-                await self._send(buffer, size)
-            self._held = []
-        for done in self._in_flight:
-            await done.wait()
-        if self._transactional and not self._committed:
-            self._written = 0  # the checksum failed or never came: nothing was sent, nothing counts
-        if self._written == 0 or self._failure is not None:
-            self._drop_buffer()
-            self._raise_failure()
-            return
-        offset = self.written_offset
-        complete = self._info.size is not None and offset == self._info.size
-        pending_replaced = False
-        if self._buffered >= self._store.settings.min_part_size or (complete and self._buffered):
-            await self._send_buffer()
-            await self._in_flight[-1].wait()
-            self._raise_failure()
-        elif self._buffered:
-            await self._put_pending()
-            pending_replaced = True
-        self._drop_buffer()
-        if complete:
-            await self._store._complete(self._info.with_offset(offset), [self._parts[n] for n in sorted(self._parts)])
-        elif self._pending is not None and not pending_replaced:
-            await self._store._delete(self._key + ".part")  # folded into a part: tidy (it counts for nothing now)
-        self.updated_at = time.time()
-
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise S3Error(errno.EIO, f"storing upload {self._info.id} failed: {self._failure}") from self._failure
-
-    async def _put_pending(self) -> None:
-        assert self._buffer is not None
-        buffer, size = self._buffer, self._buffered
-        await anyio.to_thread.run_sync(buffer.seek, 0)
-        await self._store._call(
-            "put_object",
-            Key=self._key + ".part",
-            Body=buffer,
-            ContentLength=size,
-            Metadata={NEXT_PART_METADATA: str(self._next_number)},
-        )
-
-    def _drop_buffer(self) -> None:
-        for buffer, _ in self._held:
-            buffer.close()
-        self._held = []
-        if self._buffer is not None:
-            self._buffer.close()
-            self._buffer, self._buffered = None, 0
