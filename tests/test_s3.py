@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import TUS, TusServer, create, head, patch, proc_status_kib
+from nodejs import run_node, write_random_file
 from rawhttp import RawRequest
 from s3_server import AWS_ENVIRONMENT, S3Server, free_port, start_s3_server
 from tusclient import client as tus_client
@@ -636,6 +637,40 @@ def test_tuspy_uploads_in_chunks_below_the_part_size(real: S3Start, client: http
     assert url is not None
     bucket.assert_completed(url, data)
     assert client.get(url).content == data
+
+
+def test_tus_js_client_parallel_uploads_become_one_object(real: S3Start, client: httpx.Client, tmp_path: Path) -> None:
+    # Two partials of 6 MiB (each above the minimum part size): the final is built with part copies.
+    server, bucket = real()
+    source = tmp_path / "movie.bin"
+    data = write_random_file(source, 12 * MiB + 99, seed=17)
+    result = run_node("upload.mjs", server.url, str(source), json.dumps({"parallelUploads": 2}))
+    url = result["url"]
+    assert head(client, url).headers["upload-concat"].startswith("final;")
+    bucket.assert_completed(url, data)
+    assert client.get(url).content == data
+
+
+def test_ietf_draft_upload_resumes_on_s3(small: S3Start, client: httpx.Client) -> None:
+    server, bucket = small()
+    data = random_bytes(700 * KiB, seed=18)
+    draft = {"Upload-Draft-Interop-Version": "6"}
+    created = client.post(server.url, content=data[: 300 * KiB], headers={**draft, "Upload-Complete": "?0"})
+    assert created.status_code == 201, created.text
+    url = created.headers["location"]
+    assert client.head(url, headers=draft).headers["upload-offset"] == str(300 * KiB)
+    finished = client.patch(
+        url,
+        content=data[300 * KiB :],
+        headers={
+            **draft,
+            "Upload-Complete": "?1",
+            "Upload-Offset": str(300 * KiB),
+            "Content-Type": "application/partial-upload",
+        },
+    )
+    assert finished.status_code in (200, 201, 204), finished.text
+    bucket.assert_completed(url, data)
 
 
 # --- 12. start-up ------------------------------------------------------------------------------------
