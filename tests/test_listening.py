@@ -233,14 +233,14 @@ def test_help_lists_every_flag() -> None:
     "argv",
     [
         ["-hooks-grpc", "x"],
-        ["-s3-bucket", "b"],
+        ["-s3-transfer-acceleration"],
         ["-gcs-bucket", "b"],
         ["-azure-storage", "a"],
         ["-expose-pprof"],
         ["-enable-h2c"],
         ["-tls-mode", "tls13"],
         ["-hooks-plugin=p"],
-        ["--s3-endpoint=http://minio:9000"],
+        ["--gcs-endpoint=http://gcs:4443"],
     ],
 )
 def test_unimplemented_tusd_flag_exits_2_with_a_reason(argv: list[str]) -> None:

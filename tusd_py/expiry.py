@@ -35,7 +35,13 @@ async def sweep_once(store: DataStore, locker: Locker, lifetime: float) -> int:
     async for upload_id in store.list_ids():
         try:
             async with locker.hold(upload_id, interrupt=False):
-                info = await store.get_info(upload_id)
+                try:
+                    info = await store.get_info(upload_id)
+                except UploadNotFound:
+                    # Removed while we waited for its lock: the lock file our wait
+                    # created must go too, as every holder that sees an upload gone does.
+                    locker.discard(upload_id)
+                    continue
                 if is_expired(info, lifetime):
                     await store.terminate(upload_id)
                     locker.discard(upload_id)

@@ -56,6 +56,8 @@ class TusHandler:
         self.locker = locker
         self.events = events
         self.metrics = events.metrics
+        # The labelled series, looked up once (labels() costs more than inc()).
+        self._request_counters = {method: self.metrics.requests.labels(method) for method in COUNTED_METHODS}
         self.completion = Completion(store, remove=self._terminate)
         self.transfers = Transfers()
         self.ietf: IetfHandler | None = IetfHandler(self) if config.enable_experimental_protocol else None
@@ -90,10 +92,11 @@ class TusHandler:
         return await self._dispatch(request, self._upload_methods, request.path_params["upload_id"])
 
     async def _dispatch(self, request: Request, methods: dict[str, Endpoint], upload_id: str) -> Response:
-        if request.method in COUNTED_METHODS:  # tusd's methods
+        counter = self._request_counters.get(request.method)
+        if counter is not None:  # tusd's methods
             # X-HTTP-Method-Override can carry any string: one series per value would grow
             # without bound. tusd, too, counts only the methods it knows.
-            self.metrics.requests.labels(request.method).inc()
+            counter.inc()
         self.metrics.connections_open.inc()
         try:
             return await self._call(request, methods, upload_id)
@@ -285,7 +288,8 @@ class TusHandler:
     # --- HEAD ----------------------------------------------------------------------
 
     async def head(self, request: Request, upload_id: str) -> Response:
-        await self._check_access(upload_id, request_info(request))
+        if self.events.hooks.wants("pre-access"):  # the request's event data only when a hook needs it
+            await self._check_access(upload_id, request_info(request))
         async with self._hold(upload_id):
             info = await self._load(upload_id)
             headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
@@ -387,7 +391,7 @@ class TusHandler:
             received = await receive_body(
                 self.store,
                 info,
-                request.stream(),
+                request.receive,
                 limit=limit,
                 too_long=too_long,
                 idle_timeout=self.config.network_timeout,
@@ -526,7 +530,7 @@ class TusHandler:
 
     def _url(self, request: Request, upload_id: str) -> str:
         host, scheme = urls.host_and_scheme(
-            request.url.scheme,
+            request.scope.get("scheme", "http"),  # what request.url.scheme says, without parsing a URL
             request.headers.get("host") or request.url.netloc,
             request.headers,
             self.config.behind_proxy,
@@ -551,8 +555,8 @@ class _Progress:
         self.request = event_request
         self.transfer = transfer
         self.reported = info.offset
-        self.last = anyio.current_time()
         self.enabled = handler.events.hooks.wants("post-receive")
+        self.last = anyio.current_time() if self.enabled else 0.0  # anyio calls cost ~2 us each
 
     def update(self, offset: int) -> None:
         if self.enabled and anyio.current_time() - self.last >= self.interval:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 
@@ -13,9 +14,14 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return dict(fields) if isinstance(fields, dict) else {"msg": record.getMessage()}
 
 
+_NEEDS_QUOTES = re.compile(r'[ ="\\]')
+
+
 def _text_value(value: Any) -> str:
+    if type(value) is int or type(value) is float:  # status, durations: never quoted
+        return str(value)
     text = str(value)
-    if text == "" or any(c in text for c in ' ="\\') or not text.isprintable():
+    if text == "" or _NEEDS_QUOTES.search(text) is not None or not text.isprintable():
         return json.dumps(text)
     return text
 
