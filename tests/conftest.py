@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,6 +147,13 @@ def patch(client: httpx.Client, url: str, offset: int, data: bytes, **headers: s
 
 def head(client: httpx.Client, url: str) -> httpx.Response:
     return client.head(url, headers=TUS)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for servers we start ourselves)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def proc_status_kib(pid: int) -> dict[str, int]:

@@ -9,15 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from conftest import free_port
+
 REDIS_SERVER = "/usr/bin/redis-server"  # CI installs it (Makefile system-deps): no skip if missing
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def answers_ping(port: int) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TUS, TusServer
+from conftest import TUS, TusServer, free_port
 
 RUN_TIMEOUT = 30.0
 START_TIMEOUT = 15.0
@@ -31,12 +31,6 @@ def console_script() -> str:
     found = shutil.which("tusd-py")
     assert found, "the tusd-py console script is not installed"
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

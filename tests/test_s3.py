@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TUS, TusServer, create, head, patch, proc_status_kib
+from conftest import TUS, TusServer, create, free_port, head, patch, proc_status_kib
 from nodejs import run_node, write_random_file
 from rawhttp import RawRequest
-from s3_server import AWS_ENVIRONMENT, S3Server, free_port, start_s3_server
+from s3_server import AWS_ENVIRONMENT, S3Server, start_s3_server
 from tusclient import client as tus_client
 
 KiB = 1 << 10
