@@ -181,3 +181,13 @@ def test_lock_left_by_a_killed_instance_frees_within_its_ttl(
     offset = int(response.headers["upload-offset"])
     assert patch(client, on(b, url), offset, data[offset:]).status_code == 204
     assert client.get(on(b, url)).content == data
+
+
+def test_an_upload_terminated_on_b_is_gone_on_a(pair: tuple[TusServer, TusServer], client: httpx.Client) -> None:
+    # A has seen the upload (it remembers ids that exist); B's DELETE must still be final on A.
+    a, b = pair
+    url = create(client, a, 10)
+    assert patch(client, url, 0, b"01234").status_code == 204
+    assert client.delete(on(b, url), headers=TUS).status_code == 204
+    assert head(client, url).status_code == 404
+    assert patch(client, url, 5, b"56789").status_code == 404

@@ -62,6 +62,7 @@ log = logging.getLogger("tusd_py")
 
 READ_BLOCK = 1 << 20
 LISTING_CACHE = 256
+KNOWN_IDS = 10_000
 
 
 def make_client(settings: S3Settings) -> Any:
@@ -108,6 +109,9 @@ class S3Store:
         # What get_info saw for a lock holder, handed to the writer that follows (bounded:
         # a HEAD leaves its listing behind; a stale or missing one only costs a new listing).
         self._listings: OrderedDict[str, Listing] = OrderedDict()
+        # Ids seen to exist, so most requests skip one HeadObject. A stale entry (terminated
+        # by another instance) is harmless: the lock holder's info read then finds it gone.
+        self._known: OrderedDict[str, None] = OrderedDict()
 
     # --- keys and calls ----------------------------------------------------------
 
@@ -159,9 +163,21 @@ class S3Store:
             if is_missing(error):
                 raise UploadNotFound(upload_id) from error
             raise
+        self._remember(upload_id)
         return replace(info, id=upload_id), response["LastModified"].timestamp()
 
+    def _remember(self, upload_id: str) -> None:
+        self._known[upload_id] = None
+        self._known.move_to_end(upload_id)
+        if len(self._known) > KNOWN_IDS:
+            self._known.popitem(last=False)
+
     async def exists(self, upload_id: str) -> bool:
+        if upload_id in self._known:
+            return True
+        return await self._info_exists(upload_id)
+
+    async def _info_exists(self, upload_id: str) -> bool:
         try:
             await self._call("head_object", Key=self.key(upload_id) + ".info")
         except Exception as error:
@@ -247,7 +263,7 @@ class S3Store:
         return info
 
     async def create(self, info: UploadInfo) -> UploadInfo:
-        if await self.exists(info.id):
+        if await self._info_exists(info.id):
             raise UploadExists(info.id)
         key = self.key(info.id)
         multipart_id = ""
@@ -262,6 +278,7 @@ class S3Store:
             with anyio.CancelScope(shield=True):
                 await self._discard_bytes(info)
             raise
+        self._remember(info.id)
         return info
 
     async def _new_multipart(self, info: UploadInfo) -> str:
@@ -326,6 +343,7 @@ class S3Store:
         except UploadNotFound:
             info = UploadInfo(id=upload_id, size=None)  # half gone already: remove what is left
         # The info goes first: once it is gone the upload no longer exists.
+        self._known.pop(upload_id, None)
         await self._delete(self.key(upload_id) + ".info")
         await self._discard_bytes(info)
 
@@ -389,7 +407,7 @@ class S3Store:
     async def concatenate(
         self, final: UploadInfo, partials: Sequence[UploadInfo], observers: Sequence[Hasher] = ()
     ) -> UploadInfo:
-        if await self.exists(final.id):
+        if await self._info_exists(final.id):
             raise UploadExists(final.id)
         final = replace(final, storage=self._storage_fields(final.id, await self._new_multipart(final)))
         sources = [p for p in partials if p.size]
