@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import log_format
+from . import log_format, malloc_tuning
 from .config import Config
 from .cors import CORSMiddleware
 from .events import Events
@@ -199,6 +199,7 @@ CONFIG_ENVIRONMENT_VARIABLE = "TUSD_PY_CONFIG"
 
 def app_from_environment() -> Starlette:
     """App factory for worker processes: the CLI passes its Config as JSON."""
+    malloc_tuning.tune()  # a spawned worker is a fresh process
     config = Config(**json.loads(os.environ[CONFIG_ENVIRONMENT_VARIABLE]))
     # A spawned worker starts with Python's default logging (WARNING, no formatter):
     # configure it as the CLI configured the supervisor, or its request log is lost.

@@ -1,18 +1,26 @@
-"""Request body reader: large blocks, a byte cap, and an idle timeout.
+"""Request body reader: fixed-size blocks, a byte cap, and an idle timeout.
 
-ASGI servers hand the body over in messages of at most ~64 KiB. Writing each
-one separately would cost a thread hop per message, so the reader coalesces
-them into blocks of about `block_size` bytes (a block ends with the message that
-fills it), so it holds at most one block and one message.
+ASGI servers hand the body over in messages of at most a few hundred KiB.
+Writing each one separately would cost a thread hop per message, so the reader
+copies them into blocks of exactly `block_size` bytes (the last one may be
+shorter). A written block is given back (`recycle`) and filled again, so an
+upload holds at most two blocks (one being written, one being filled) plus the
+part of one message that did not fit: memory per upload is bounded, and no
+block is allocated, grown or freed per MiB (glibc kept such blocks resident:
+W5 peaked at 78 MiB).
+
+A body that arrives in one message (every small upload) is handed out as that
+message, without a copy.
 
 It reads the ASGI `receive` channel itself rather than Starlette's
 `request.stream()`: the message that says `more_body: false` ends the body at
 once, where the stream costs two more rounds (an empty chunk, then the end),
 each under its own idle timeout.
 
-Bytes received but not yet handed out stay in `pending` when reading fails
+Bytes received but not yet handed out stay pending when reading fails
 (timeout, disconnect, cancellation by a lock release), so the caller can still
-store them: the server keeps as much of the data as it received (tus core).
+store them (`take_pending`): the server keeps as much of the data as it
+received (tus core).
 """
 
 from __future__ import annotations
@@ -23,6 +31,14 @@ from starlette.types import Receive
 from .errors import TusError, read_timeout
 
 BLOCK_SIZE = 1 << 20
+Block = bytes | bytearray | memoryview
+
+# Spare blocks kept between requests (a run of 1 MiB PATCHes reuses one), at most this many.
+_SPARE_BLOCKS = 2
+_spares: list[bytearray] = []
+# A message smaller than this waits as it is until another comes, before a block is taken
+# for it: a thousand stalled bodies of a few bytes must not hold a thousand blocks.
+_SMALL = 64 * 1024
 
 
 def connection_reset() -> TusError:
@@ -36,24 +52,86 @@ class BodyReader:
         self._idle_timeout = idle_timeout
         self._block_size = block_size
         self._done = False
-        self.pending = bytearray()
+        self._buffer: bytearray | None = None  # the block being filled; its first _fill bytes are data
+        self._fill = 0
+        self._carry = memoryview(b"")  # the part of the last message that did not fit the block
+        self._spare: bytearray | None = None  # a written block, to fill next
+        self._unread: list[Block] = []  # handed out, then given back unwritten
         # True once the client sent more than `limit` bytes; the excess is dropped.
         self.overflowed = False
 
     @property
+    def has_pending(self) -> bool:
+        return bool(self._unread or self._fill or self._carry)
+
+    @property
     def finished(self) -> bool:
         """The whole body has been handed out."""
-        return self._done and not self.pending
+        return self._done and not self.has_pending
 
-    def take_pending(self) -> bytearray:
-        block, self.pending = self.pending, bytearray()
+    def take_pending(self) -> list[Block]:
+        """What was received but not handed out (or given back), in order."""
+        blocks, self._unread = self._unread, []
+        if self._fill:
+            blocks.append(self._hand_out())
+        if self._carry:
+            blocks.append(self._carry)
+            self._carry = memoryview(b"")
+        return blocks
+
+    def unread(self, block: Block) -> None:
+        """Give back a block that was handed out but not written."""
+        self._unread.insert(0, block)
+
+    def recycle(self, block: Block) -> None:
+        """A handed-out block is written: its memory may be filled again."""
+        if type(block) is bytearray and len(block) == self._block_size:
+            self._spare = block
+
+    def close(self) -> None:
+        """Keep a spare block for the next request, within _SPARE_BLOCKS."""
+        for block in (self._spare, self._buffer):
+            if block is not None and len(block) == BLOCK_SIZE and len(_spares) < _SPARE_BLOCKS:
+                _spares.append(block)
+        self._spare = self._buffer = None
+        self._fill = 0
+
+    def _put(self, data: memoryview) -> memoryview:
+        """Copy what fits of `data` into the block being filled; returns the rest."""
+        if self._buffer is None:
+            if self._spare is not None:
+                self._buffer, self._spare = self._spare, None
+            elif self._block_size == BLOCK_SIZE and _spares:
+                self._buffer = _spares.pop()
+            else:
+                self._buffer = bytearray(self._block_size)
+        count = min(len(data), self._block_size - self._fill)
+        # Through a memoryview: a bytearray slice assignment copies a non-bytearray source
+        # into a temporary first (malloc + free of each message: brk churn, page faults).
+        with memoryview(self._buffer) as target:
+            target[self._fill : self._fill + count] = data[:count]
+        self._fill += count
+        return data[count:]
+
+    def _hand_out(self) -> bytearray:
+        block, self._buffer = self._buffer, None
+        assert block is not None
+        if self._fill < len(block):
+            del block[self._fill :]  # a last (or slow) block: exactly its bytes
+        self._fill = 0
         return block
 
-    async def next_block(self) -> bytearray | None:
+    async def next_block(self) -> Block | None:
         """The next block of at most block_size bytes; None at the end of the body."""
-        first_data_at = None  # read lazily: anyio calls cost ~2 us, and most blocks take one message
-        while not self._done and len(self.pending) < self._block_size:
-            if self.pending:
+        first_data_at = None  # read lazily: anyio calls cost ~2 us, and most blocks take few messages
+        while True:
+            if self._carry and (self._buffer is not None or len(self._carry) >= _SMALL):
+                self._carry = self._put(self._carry)
+            if self._fill == self._block_size:
+                return self._hand_out()
+            if self._done:
+                break
+            if self._fill or self._carry:
                 now = anyio.current_time()
                 if first_data_at is None:
                     first_data_at = now
@@ -74,7 +152,16 @@ class BodyReader:
                 self._done = True
                 chunk = chunk[: self._remaining]
             self._remaining -= len(chunk)
-            self.pending += chunk
-        if not self.pending:
-            return None
-        return self.take_pending()
+            if not chunk:
+                continue
+            if self._done and not self._fill and not self._carry and len(chunk) <= self._block_size:
+                return chunk  # the rest of the body in one message: no copy
+            if self._carry:  # a small message waited for company: both go into a block now
+                self._carry = self._put(self._carry)
+            self._carry = memoryview(chunk)
+        if self._fill:
+            return self._hand_out()
+        if self._carry:  # less than _SMALL bytes, never copied
+            block, self._carry = self._carry, memoryview(b"")
+            return block
+        return None
