@@ -31,6 +31,11 @@ from starlette.types import Receive
 from .errors import TusError, read_timeout
 
 BLOCK_SIZE = 1 << 20
+# Block memory shared by every body in flight: up to four bodies get whole blocks, more get
+# smaller ones (never below MIN_BLOCK_SIZE), so eight parallel uploads hold ~8 MiB, not 16.
+BLOCK_BUDGET = 4 << 20
+MIN_BLOCK_SIZE = 256 << 10
+_bodies_in_flight = 0
 Block = bytes | bytearray | memoryview
 
 # Spare blocks kept between requests (a run of 1 MiB PATCHes reuses one), at most this many.
@@ -46,7 +51,12 @@ def connection_reset() -> TusError:
 
 
 class BodyReader:
-    def __init__(self, receive: Receive, *, limit: int, idle_timeout: float, block_size: int = BLOCK_SIZE) -> None:
+    def __init__(self, receive: Receive, *, limit: int, idle_timeout: float, block_size: int | None = None) -> None:
+        global _bodies_in_flight
+        _bodies_in_flight += 1
+        self._counted = True
+        if block_size is None:
+            block_size = max(MIN_BLOCK_SIZE, min(BLOCK_SIZE, BLOCK_BUDGET // _bodies_in_flight))
         self._receive = receive
         self._remaining = limit
         self._idle_timeout = idle_timeout
@@ -90,6 +100,10 @@ class BodyReader:
 
     def close(self) -> None:
         """Keep a spare block for the next request, within _SPARE_BLOCKS."""
+        global _bodies_in_flight
+        if self._counted:
+            self._counted = False
+            _bodies_in_flight -= 1
         for block in (self._spare, self._buffer):
             if block is not None and len(block) == BLOCK_SIZE and len(_spares) < _SPARE_BLOCKS:
                 _spares.append(block)

@@ -25,15 +25,17 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.abc
-import httpx
 
 from . import info as info_codec
 from .errors import TusError
 from .info import UploadInfo
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("tusd_py")
 
@@ -202,7 +204,10 @@ class HttpHooks:
         self.timeout = timeout
         self.size_limit = size_limit
         self.forward_headers = forward_headers
+        import httpx  # here: a server without HTTP hooks does not load it (~2 MiB)
+
         self._client = httpx.AsyncClient(timeout=timeout)
+        self._transport_error = httpx.HTTPError
 
     async def invoke(self, hook_type: str, info: UploadInfo, body: bytes, request: RequestInfo) -> HookResponse:
         headers = {"Content-Type": "application/json"}
@@ -215,7 +220,7 @@ class HttpHooks:
                 await anyio.sleep(self.backoff)
             try:
                 response = await self._client.post(self.endpoint, content=body, headers=headers)
-            except httpx.HTTPError as exc:
+            except self._transport_error as exc:
                 error = HookError(f"{hook_type} hook request failed: {exc}")
                 continue
             if response.status_code >= 500:
