@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 
@@ -15,7 +15,7 @@ from .base import _ignore
 @dataclass
 class _Holder:
     on_release_request: Callable[[], None]
-    released: anyio.Event = field(default_factory=anyio.Event)
+    released: anyio.Event | None = None  # made by the first waiter: most holds have none
 
 
 class MemoryLocker:
@@ -33,17 +33,21 @@ class MemoryLocker:
     async def hold(
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
     ) -> AsyncIterator[None]:
-        with anyio.move_on_after(self.acquire_timeout) as waiting:
-            while (current := self._holders.get(upload_id)) is not None:
-                if interrupt:
-                    current.on_release_request()
-                await current.released.wait()
-        if waiting.cancelled_caught:
-            raise lock_timeout()
+        if upload_id in self._holders:  # a timeout scope costs a few us: only when waiting
+            with anyio.move_on_after(self.acquire_timeout) as waiting:
+                while (current := self._holders.get(upload_id)) is not None:
+                    if interrupt:
+                        current.on_release_request()
+                    if current.released is None:
+                        current.released = anyio.Event()
+                    await current.released.wait()
+            if waiting.cancelled_caught:
+                raise lock_timeout()
         holder = _Holder(on_release_request)
         self._holders[upload_id] = holder
         try:
             yield
         finally:
             del self._holders[upload_id]
-            holder.released.set()
+            if holder.released is not None:
+                holder.released.set()
