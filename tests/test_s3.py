@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from conftest import TUS, TusServer, create, free_port, head, patch, proc_status_kib
@@ -29,6 +30,8 @@ from nodejs import run_node, write_random_file
 from rawhttp import RawRequest
 from s3_server import AWS_ENVIRONMENT, S3Server, start_s3_server
 from tusclient import client as tus_client
+
+from tusd_py.stores.s3 import S3Settings, S3Store
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -619,6 +622,23 @@ def test_sweeper_removes_expired_uploads_from_s3(small: S3Start, client: httpx.C
     assert head(client, url).status_code == 404
     bucket.assert_completed(finished, b"done")  # a finished upload never expires
     assert client.get(finished).content == b"done"
+
+
+def test_expiry_candidates_come_from_one_listing(small_s3: S3Backend) -> None:
+    # The sweeper looks at unfinished uploads only: a completed object, or a recent .info or
+    # .part, rules an upload out without reading it. Keys of different ids interleave in the
+    # sorted listing ("ab", "ab-c.info", "ab.info"): each id is still judged on all its keys.
+    bucket = small_s3.new_bucket("")
+    names = ["ab", "ab.info", "ab-c.info", "ab-c.part", "done", "done.info", "old.info", "stray.txt", "x/y.info"]
+    for name in names:
+        bucket.client.put_object(Bucket=bucket.name, Key=name, Body=b"")
+    store = S3Store(S3Settings(bucket=bucket.name, endpoint=bucket.s3.endpoint), client=bucket.client)
+
+    async def candidates(changed_before: float) -> list[str]:
+        return sorted([upload_id async for upload_id in store.expiry_candidates(changed_before)])
+
+    assert anyio.run(candidates, time.time() + 60) == ["ab-c", "old"]
+    assert anyio.run(candidates, time.time() - 3600) == []
 
 
 # --- 11. a real client -------------------------------------------------------------------------------

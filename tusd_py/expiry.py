@@ -32,7 +32,7 @@ def is_expired(info: UploadInfo, lifetime: float, now: float | None = None) -> b
 async def sweep_once(store: DataStore, locker: Locker, lifetime: float) -> int:
     """Remove every expired unfinished upload; returns how many were removed."""
     removed = 0
-    async for upload_id in store.list_ids():
+    async for upload_id in store.expiry_candidates(time.time() - lifetime):
         try:
             async with locker.hold(upload_id, interrupt=False):
                 try:

@@ -105,4 +105,8 @@ class DataStore(Protocol):
 
     async def terminate(self, upload_id: str) -> None: ...
 
-    def list_ids(self) -> AsyncIterator[str]: ...
+    def expiry_candidates(self, changed_before: float) -> AsyncIterator[str]:
+        """Ids of uploads that may have expired: every unfinished upload whose last stored
+        byte may be older than `changed_before` (unix time). More is fine (the sweeper checks
+        each under its lock); fewer is not."""
+        ...

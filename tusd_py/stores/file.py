@@ -235,7 +235,8 @@ class FileStore:
 
         return await self._run(build)
 
-    async def list_ids(self) -> AsyncIterator[str]:
+    async def expiry_candidates(self, changed_before: float) -> AsyncIterator[str]:
+        # Every upload: loading one to look is cheap here.
         names = await self._run(os.listdir, self.directory)
         for name in names:
             if name.endswith(INFO_SUFFIX):

@@ -43,10 +43,12 @@ import anyio.to_thread
 from .. import info as info_codec
 from ..checksum import Hasher, new_hasher
 from ..info import UploadInfo
+from ..protocol import is_valid_upload_id
 from .base import StoredBytes, UploadExists, UploadNotFound
 from .s3_layout import (
     MAX_PARTS,
     NEXT_PART_METADATA,
+    KeysSeen,
     Listing,
     Part,
     Pending,
@@ -347,18 +349,32 @@ class S3Store:
         await self._delete(self.key(upload_id) + ".info")
         await self._discard_bytes(info)
 
-    async def list_ids(self) -> AsyncIterator[str]:
+    async def expiry_candidates(self, changed_before: float) -> AsyncIterator[str]:
+        """One pass over the bucket's listing, without reading any upload: an upload is a
+        candidate when its `.info` and `.part` are older than the cutoff and it has no
+        completed object. (Its parts are not in the listing; the sweeper's get_info sees them.)"""
         prefix = self.settings.object_prefix
+        # Keys come sorted, so an id's keys (`<id>`, `<id>.info`, `<id>.part`) arrive close
+        # together: an id is judged once the listing has passed `<id>.part`.
+        seen: OrderedDict[str, KeysSeen] = OrderedDict()
         token: dict[str, str] = {}
         while True:
             page = await self._call("list_objects_v2", Prefix=prefix, **token)
             for item in page.get("Contents", []):
                 name = item["Key"][len(prefix) :]
-                if name.endswith(".info") and "/" not in name:
-                    yield name[: -len(".info")]
+                while seen and next(iter(seen)) + ".part" < name:
+                    upload_id, keys = seen.popitem(last=False)
+                    if keys.expired(changed_before):
+                        yield upload_id
+                upload_id, _, suffix = name.partition(".")
+                if is_valid_upload_id(upload_id) and suffix in ("", "info", "part"):
+                    seen.setdefault(upload_id, KeysSeen()).record(suffix, item["LastModified"].timestamp())
             if not page.get("IsTruncated"):
-                return
+                break
             token = {"ContinuationToken": page["NextContinuationToken"]}
+        for upload_id, keys in seen.items():
+            if keys.expired(changed_before):
+                yield upload_id
 
     # --- reading -------------------------------------------------------------------------
 

@@ -69,6 +69,25 @@ class Listing:
         return sum(part.size for part in self.parts) + (self.pending.size if self.pending else 0)
 
 
+@dataclass
+class KeysSeen:
+    """An upload's keys in a bucket listing (expiration sweeps)."""
+
+    completed: bool = False  # `<id>` exists: complete, never expires
+    info_modified: float | None = None
+    latest: float = 0.0
+
+    def record(self, suffix: str, modified: float) -> None:
+        if suffix == "":
+            self.completed = True
+        elif suffix == "info":
+            self.info_modified = modified
+        self.latest = max(self.latest, modified)
+
+    def expired(self, changed_before: float) -> bool:
+        return self.info_modified is not None and not self.completed and self.latest < changed_before
+
+
 def contiguous(parts: Sequence[Part]) -> tuple[Part, ...]:
     """Parts 1..n up to the first gap: a part after a gap (its predecessor failed) counts for nothing."""
     kept: list[Part] = []
