@@ -23,7 +23,6 @@ import fcntl
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -31,13 +30,7 @@ import anyio
 from ..errors import lock_timeout
 from ..fsutil import remove_if_present
 from .base import _ignore
-from .memory import MemoryLocker
-
-
-@dataclass
-class _Acquisition:
-    interrupt: bool  # ask the current holder to let go
-    acquired: bool = False
+from .memory import Acquisition, MemoryLocker
 
 
 class FileLocker:
@@ -63,17 +56,7 @@ class FileLocker:
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
     ) -> AsyncIterator[None]:
         deadline = anyio.current_time() + self.acquire_timeout
-        state = _Acquisition(interrupt)
-
-        def on_local_release_request() -> None:
-            # A request queued behind us in this process: while we are still
-            # waiting for the file lock, ask the holder elsewhere on its behalf.
-            if state.acquired:
-                on_release_request()
-            else:
-                state.interrupt = True
-
-        async with self._local.hold(upload_id, on_local_release_request, interrupt=interrupt):
+        async with self._local.queue(upload_id, on_release_request, interrupt=interrupt) as state:
             fd = await self._acquire(upload_id, deadline, state)
             state.acquired = True
             if on_release_request is not _ignore:
@@ -115,7 +98,7 @@ class FileLocker:
             return None
         return fd
 
-    async def _acquire(self, upload_id: str, deadline: float, state: _Acquisition) -> int:
+    async def _acquire(self, upload_id: str, deadline: float, state: Acquisition) -> int:
         stop = self._stop_path(upload_id)
         asked = False
         while True:

@@ -13,6 +13,14 @@ from .base import _ignore
 
 
 @dataclass
+class Acquisition:
+    """A request taking a lock shared beyond this process (lockers/file.py, lockers/redis.py)."""
+
+    interrupt: bool  # ask the current holder elsewhere to let go
+    acquired: bool = False
+
+
+@dataclass
 class _Holder:
     on_release_request: Callable[[], None]
     released: anyio.Event | None = None  # made by the first waiter: most holds have none
@@ -28,6 +36,26 @@ class MemoryLocker:
 
     def discard(self, upload_id: str) -> None:
         """Nothing is kept for an upload nobody holds."""
+
+    @asynccontextmanager
+    async def queue(
+        self, upload_id: str, on_release_request: Callable[[], None], *, interrupt: bool
+    ) -> AsyncIterator[Acquisition]:
+        """The first step of a lock shared with other processes: requests in this process
+        queue here, so only one of them at a time competes for the shared lock. While it
+        still waits for that lock, a request queued behind it makes it ask the holder
+        elsewhere on their behalf (`Acquisition.interrupt`); once it holds the lock, it
+        hears that request itself. The caller sets `acquired`."""
+        state = Acquisition(interrupt)
+
+        def on_local_release_request() -> None:
+            if state.acquired:
+                on_release_request()
+            else:
+                state.interrupt = True
+
+        async with self.hold(upload_id, on_local_release_request, interrupt=interrupt):
+            yield state
 
     @asynccontextmanager
     async def hold(

@@ -50,7 +50,7 @@ from redis.exceptions import RedisError
 
 from ..errors import lock_timeout, locker_unavailable
 from .base import _ignore
-from .memory import MemoryLocker
+from .memory import Acquisition, MemoryLocker
 
 log = logging.getLogger("tusd_py")
 
@@ -91,12 +91,6 @@ _FAILURES = (RedisError, OSError)
 
 _FIRST_BACKOFF = 0.1
 _LISTEN_POLL = 1.0  # how long one read on the channel waits before looping
-
-
-@dataclass
-class _Acquisition:
-    interrupt: bool  # ask the current holder to let go
-    acquired: bool = False
 
 
 @dataclass
@@ -154,17 +148,7 @@ class RedisLocker:
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
     ) -> AsyncIterator[None]:
         deadline = anyio.current_time() + self.acquire_timeout
-        state = _Acquisition(interrupt)
-
-        def on_local_release_request() -> None:
-            # A request queued behind us in this process: while we are still
-            # waiting for the Redis lock, ask the holder elsewhere on its behalf.
-            if state.acquired:
-                on_release_request()
-            else:
-                state.interrupt = True
-
-        async with self._local.hold(upload_id, on_local_release_request, interrupt=interrupt):
+        async with self._local.queue(upload_id, on_release_request, interrupt=interrupt) as state:
             held = await self._acquire(upload_id, deadline, state, on_release_request)
             state.acquired = True
             self._held[upload_id] = held
@@ -196,7 +180,7 @@ class RedisLocker:
     # --- taking and releasing ----------------------------------------------------------
 
     async def _acquire(
-        self, upload_id: str, deadline: float, state: _Acquisition, on_release_request: Callable[[], None]
+        self, upload_id: str, deadline: float, state: Acquisition, on_release_request: Callable[[], None]
     ) -> _Held:
         key = self.lock_key(upload_id)
         token = secrets.token_hex(16)
