@@ -10,7 +10,6 @@ non-ASCII names as RFC 6266 / RFC 8187 `filename*=UTF-8''...`.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -171,10 +170,11 @@ class UploadFileResponse(FileResponse):
         yield self._file
 
 
-def file_response(
-    path: os.PathLike[str] | str, stat: os.stat_result, media: str, headers: dict[str, str]
-) -> FileResponse:
-    return UploadFileResponse(path, stat_result=stat, headers=headers, media_type=media)
+def response(stored: StoredBytes, request_headers: Headers, media: str, headers: dict[str, str]) -> Response:
+    """A local file is served by FileResponse; object storage through ranged reads."""
+    if stored.local_path is not None and stored.local_stat is not None:
+        return UploadFileResponse(stored.local_path, stat_result=stored.local_stat, headers=headers, media_type=media)
+    return stream_response(stored, request_headers, media, headers)
 
 
 def single_range(request_headers: Headers, size: int, tag: str, modified: str) -> tuple[int, int] | None:

@@ -23,6 +23,7 @@ message. It is raised anywhere below the HTTP edge and rendered once, in
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable
 
 
 class TusError(Exception):
@@ -43,6 +44,11 @@ class TusError(Exception):
 
 def bad_request(code: str, message: str) -> TusError:
     return TusError(400, code, message)
+
+
+def method_not_allowed(method: str, allowed: Iterable[str]) -> TusError:
+    message = f"method {method} is not allowed here"
+    return TusError(405, "ERR_METHOD_NOT_ALLOWED", message, {"Allow": ", ".join(allowed)})
 
 
 # Errors that carry no per-request detail, shared as ready-made factories.

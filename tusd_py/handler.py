@@ -8,7 +8,6 @@ every failure is a `TusError` rendered once, by `_render_error`.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -26,6 +25,7 @@ from .errors import (
     TusError,
     bad_request,
     max_size_exceeded,
+    method_not_allowed,
     mismatched_offset,
     server_shutdown,
     size_exceeded,
@@ -115,12 +115,7 @@ class TusHandler:
                 return await self.ietf.handle(request, upload_id)
             endpoint = methods.get(request.method)
             if endpoint is None:
-                raise TusError(
-                    405,
-                    "ERR_METHOD_NOT_ALLOWED",
-                    f"method {request.method} is not allowed here",
-                    {"Allow": ", ".join(methods)},
-                )
+                raise method_not_allowed(request.method, methods)
             if request.method not in ("OPTIONS", "GET"):
                 # Required on every tus request but OPTIONS, which must ignore it.
                 # GET is a plain HTTP download (browsers send no tus headers).
@@ -430,8 +425,7 @@ class TusHandler:
             return _response(304, {"ETag": tag})
         try:
             stored = await self.store.stored_bytes(upload_id)
-            stat = os.stat(stored.local_path) if stored.local_path else None
-        except (UploadNotFound, OSError):
+        except UploadNotFound:
             raise upload_not_found() from None
         media = download.media_type(info.metadata.get("filetype"))
         headers = {
@@ -441,9 +435,7 @@ class TusHandler:
             "ETag": tag,
             "Repr-Digest": await self._repr_digest(request, info),
         }
-        if stored.local_path and stat is not None:
-            return download.file_response(stored.local_path, stat, media, headers)
-        return download.stream_response(stored, request.headers, media, headers)
+        return download.response(stored, request.headers, media, headers)
 
     async def _repr_digest(self, request: Request, info: UploadInfo) -> str:
         wanted = digests.parse_want_repr_digest(request.headers.get("want-repr-digest"))

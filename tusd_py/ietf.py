@@ -48,7 +48,7 @@ from starlette.responses import Response
 from . import digests, protocol
 from . import structured_fields as sf
 from .checksum import ALGORITHMS, new_hasher
-from .errors import TusError, bad_request, storage_error, upload_not_found
+from .errors import TusError, bad_request, method_not_allowed, storage_error, upload_not_found
 from .events import request_info
 from .expiry import expires_at
 from .hooks import HTTPResponse, RequestInfo
@@ -326,12 +326,7 @@ class IetfHandler:
             methods = self._upload_methods if upload_id else self._creation_methods
             endpoint = methods.get(request.method)
             if endpoint is None:
-                raise TusError(
-                    405,
-                    "ERR_METHOD_NOT_ALLOWED",
-                    f"method {request.method} is not allowed here",
-                    {"Allow": ", ".join(methods)},
-                )
+                raise method_not_allowed(request.method, methods)
             if upload_id and not protocol.is_valid_upload_id(upload_id):
                 raise upload_not_found()  # never let a hostile id near the filesystem
             return await endpoint(request, upload_id, draft)

@@ -7,6 +7,7 @@ drift from a separate counter.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class StoredBytes:
     size: int
     modified: float  # unix time
     local_path: str | None = None
+    local_stat: os.stat_result | None = None  # the local file as the store found it
     # Bytes [start, end) in blocks; used when there is no local file.
     read_range: Callable[[int, int], AsyncIterator[bytes]] | None = None
 

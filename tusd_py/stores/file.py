@@ -192,7 +192,7 @@ class FileStore:
             stat = os.stat(path)
         except OSError as exc:
             raise UploadNotFound(upload_id) from exc
-        return StoredBytes(size=stat.st_size, modified=stat.st_mtime, local_path=path)
+        return StoredBytes(size=stat.st_size, modified=stat.st_mtime, local_path=path, local_stat=stat)
 
     async def terminate(self, upload_id: str) -> None:
         def remove() -> None:
