@@ -63,6 +63,32 @@ class UploadWriter(Protocol):
     async def commit(self) -> None: ...
 
 
+class WriterProgress:
+    """What every store's writer counts: where its request started, what it appended, and
+    whether a transactional request committed (until then its bytes count for nothing)."""
+
+    def __init__(self, info: UploadInfo, transactional: bool) -> None:
+        self._start = info.offset
+        self._written = 0
+        self._transactional = transactional
+        self._committed = False
+        self.updated_at = info.updated_at
+
+    @property
+    def offset(self) -> int:
+        if self._transactional and not self._committed:
+            return self._start
+        return self.written_offset
+
+    @property
+    def written_offset(self) -> int:
+        return self._start + self._written
+
+    async def commit(self) -> None:
+        # Stores act on it when the writer closes, before the response is sent.
+        self._committed = True
+
+
 class DataStore(Protocol):
     async def create(self, info: UploadInfo) -> UploadInfo: ...
 

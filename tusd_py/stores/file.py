@@ -27,7 +27,7 @@ from .. import info as info_codec
 from ..checksum import Hasher, new_hasher
 from ..fsutil import remove_if_present
 from ..info import UploadInfo
-from .base import StoredBytes, UploadExists, UploadNotFound
+from .base import StoredBytes, UploadExists, UploadNotFound, WriterProgress
 
 INFO_SUFFIX = ".info"
 ROLLBACK_SUFFIX = ".rollback"
@@ -276,27 +276,13 @@ def _read_small(path: str) -> bytes:
         os.close(fd)
 
 
-class _FileWriter:
+class _FileWriter(WriterProgress):
     def __init__(self, store: FileStore, info: UploadInfo, transactional: bool, observers: Sequence[Hasher]) -> None:
+        super().__init__(info, transactional)
         self._store = store
         self._id = info.id
-        self._start = info.offset
-        self._written = 0
-        self._transactional = transactional
-        self._committed = False
         self._observers = observers
         self._fd = -1
-        self.updated_at = info.updated_at
-
-    @property
-    def offset(self) -> int:
-        if self._transactional and not self._committed:
-            return self._start
-        return self.written_offset
-
-    @property
-    def written_offset(self) -> int:
-        return self._start + self._written
 
     @property
     def opened(self) -> bool:
@@ -342,10 +328,6 @@ class _FileWriter:
             observer.update(block)
         if last and not self._transactional:
             self.close()  # in this thread hop rather than one more (a checksum still has to be checked)
-
-    async def commit(self) -> None:
-        # The marker goes in close(), which runs before the response is sent.
-        self._committed = True
 
     def close(self) -> None:
         try:

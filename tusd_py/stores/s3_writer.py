@@ -22,6 +22,7 @@ import anyio.to_thread
 
 from ..checksum import Hasher
 from ..info import UploadInfo
+from .base import WriterProgress
 from .s3_layout import NEXT_PART_METADATA, Listing, Part, S3Error, part_size_for
 
 if TYPE_CHECKING:
@@ -30,10 +31,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("tusd_py")
 
 
-class PartWriter:
+class PartWriter(WriterProgress):
     def __init__(
         self, store: S3Store, info: UploadInfo, listing: Listing, transactional: bool, observers: Sequence[Hasher]
     ) -> None:
+        super().__init__(info, transactional)
         self._store = store
         self._info = info
         self._key = store.key(info.id)
@@ -43,10 +45,6 @@ class PartWriter:
         self._next_number = len(listing.parts) + 1
         self._pending = listing.pending  # the `.part` this request replaces (folded in, or rewritten)
         self._to_fold = listing.pending  # ... to fold in front of this request's bytes: once, into its first part
-        self._start = info.offset
-        self._written = 0
-        self._transactional = transactional
-        self._committed = False
         self._observers = observers
         self._buffer: IO[bytes] | None = None
         self._buffered = 0  # bytes in _buffer (including a folded-in .part)
@@ -55,17 +53,6 @@ class PartWriter:
         self._in_flight: list[anyio.Event] = []
         self._failure: BaseException | None = None
         self.uploads: anyio.abc.TaskGroup | None = None
-        self.updated_at = info.updated_at
-
-    @property
-    def offset(self) -> int:
-        if self._transactional and not self._committed:
-            return self._start
-        return self.written_offset
-
-    @property
-    def written_offset(self) -> int:
-        return self._start + self._written
 
     async def append(self, block: bytes | bytearray, *, last: bool = False) -> None:
         if self._failure is not None:
@@ -151,9 +138,6 @@ class PartWriter:
             buffer.close()
             self._waiting.release()
             done.set()
-
-    async def commit(self) -> None:
-        self._committed = True
 
     async def close(self) -> None:
         if self._committed:
