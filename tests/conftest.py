@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import selectors
 import signal
 import socket
@@ -147,6 +149,23 @@ def patch(client: httpx.Client, url: str, offset: int, data: bytes, **headers: s
 
 def head(client: httpx.Client, url: str) -> httpx.Response:
     return client.head(url, headers=TUS)
+
+
+class StreamedBody:
+    """`size` pseudo-random bytes sent as a generator, one 1 MiB block at a time (every block
+    differs), so a large upload is never held in the test's memory; `sha256` has seen them."""
+
+    def __init__(self, size: int, block_size: int = 1 << 20) -> None:
+        self.size = size
+        self.block_size = block_size
+        self.sha256 = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[bytes]:
+        base = random.Random(3).randbytes(self.block_size)
+        for index, start in enumerate(range(0, self.size, self.block_size)):
+            block = (index.to_bytes(8, "big") + base[8:])[: min(self.block_size, self.size - start)]
+            self.sha256.update(block)
+            yield block
 
 
 def free_port() -> int:

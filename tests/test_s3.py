@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from conftest import TUS, TusServer, create, free_port, head, patch, proc_status_kib
+from conftest import TUS, StreamedBody, TusServer, create, free_port, head, patch, proc_status_kib
 from nodejs import run_node, write_random_file
 from rawhttp import RawRequest
 from s3_server import AWS_ENVIRONMENT, S3Server, start_s3_server
@@ -741,13 +741,6 @@ def test_single_instance_workers_serve(small: S3Start, client: httpx.Client) -> 
 # --- 13. memory --------------------------------------------------------------------------------------
 
 
-def deterministic_blocks(total: int, block_size: int = MiB) -> Iterator[bytes]:
-    base = random_bytes(block_size, seed=18)
-    for index, start in enumerate(range(0, total, block_size)):
-        block = index.to_bytes(8, "big") + base[8:]
-        yield block[: min(block_size, total - start)]
-
-
 def test_large_upload_keeps_memory_flat(real: S3Start, client: httpx.Client) -> None:
     server, bucket = real()  # the default 50 MiB parts
     size = 256 * MiB
@@ -756,15 +749,9 @@ def test_large_upload_keeps_memory_flat(real: S3Start, client: httpx.Client) -> 
     assert patch(client, warm, 0, bytes(REAL_MIN_PART + 1)).status_code == 204
     url = create(client, server, size)
     before = proc_status_kib(server.process.pid)
-    sent = hashlib.sha256()
-
-    def body() -> Iterator[bytes]:
-        for block in deterministic_blocks(size):
-            sent.update(block)
-            yield block
-
+    body = StreamedBody(size)
     headers = {**TUS, "Upload-Offset": "0", "Content-Type": OCTET, "Content-Length": str(size)}
-    response = client.patch(url, content=body(), headers=headers)
+    response = client.patch(url, content=body, headers=headers)
     after = proc_status_kib(server.process.pid)
     assert response.status_code == 204, response.text
     growth_mib = (after["VmHWM"] - before["VmRSS"]) / 1024
@@ -775,5 +762,5 @@ def test_large_upload_keeps_memory_flat(real: S3Start, client: httpx.Client) -> 
         assert download.status_code == 200
         for block in download.iter_bytes(MiB):
             stored.update(block)
-    assert stored.hexdigest() == sent.hexdigest()
+    assert stored.hexdigest() == body.sha256.hexdigest()
     assert bucket.multipart_uploads(url) == []

@@ -8,14 +8,13 @@ import os
 import random
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import TUS, TusServer, create, head, patch, proc_status_kib
+from conftest import TUS, StreamedBody, TusServer, create, head, patch, proc_status_kib
 
 TIMEOUT = 10.0
 MiB = 1 << 20
@@ -264,14 +263,6 @@ def test_dropped_chunked_patch_keeps_received_bytes(server: TusServer, client: h
 # --- memory: a 1 GiB upload streams through -----------------------------------------------------
 
 
-def deterministic_blocks(total: int, block_size: int = MiB) -> Iterator[bytes]:
-    """`total` pseudo-random bytes, one block at a time; every block differs."""
-    base = random.Random(3).randbytes(block_size)
-    for index, start in enumerate(range(0, total, block_size)):
-        block = index.to_bytes(8, "big") + base[8:]
-        yield block[: min(block_size, total - start)]
-
-
 def test_one_gib_upload_streams_in_bounded_memory(make_server, client: httpx.Client) -> None:
     # The body is never held in memory, neither by the test nor by the server.
     server = make_server()
@@ -279,14 +270,8 @@ def test_one_gib_upload_streams_in_bounded_memory(make_server, client: httpx.Cli
     url = create(client, server, size)
     assert head(client, url).status_code == 200  # warm the request path before measuring
     before = proc_status_kib(server.process.pid)
-    sent = hashlib.sha256()
-
-    def body() -> Iterator[bytes]:
-        for block in deterministic_blocks(size):
-            sent.update(block)
-            yield block
-
-    response = client.patch(url, content=body(), headers=patch_headers(0, **{"Content-Length": str(size)}))
+    body = StreamedBody(size)
+    response = client.patch(url, content=body, headers=patch_headers(0, **{"Content-Length": str(size)}))
     after = proc_status_kib(server.process.pid)
     assert response.status_code == 204, response.text
     assert response.headers["upload-offset"] == str(size)
@@ -299,5 +284,5 @@ def test_one_gib_upload_streams_in_bounded_memory(make_server, client: httpx.Cli
     with open(path, "rb") as f:
         while block := f.read(8 * MiB):
             stored.update(block)
-    assert stored.hexdigest() == sent.hexdigest()
+    assert stored.hexdigest() == body.sha256.hexdigest()
     os.unlink(path)  # 1 GiB is too much to leave behind until the tmp dir is cleaned
