@@ -74,7 +74,7 @@ async def main(rounds: int, count: int) -> None:
     creation = {"Tus-Resumable": "1.0.0", "Upload-Length": str(SIZE),
                 "Content-Type": "application/offset+octet-stream", "Content-Length": str(SIZE)}  # fmt: skip
     try:
-        async with app.router.lifespan_context(app):
+        async with app.lifespan_context():
             for _ in range(rounds):
                 started = time.perf_counter()
                 paths = []

@@ -4,30 +4,25 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from . import log_format, malloc_tuning
+from .asgi import Routes, TusApp
 from .config import Config
-from .cors import CORSMiddleware
+from .cors import CorsPolicy
 from .events import Events
 from .expiry import run_sweeper
 from .handler import TusHandler
 from .hooks import HOOK_TYPES, FileHooks, HookBackend, Hooks, HttpHooks
 from .lockers import FileLocker, Locker, MemoryLocker
-from .method_override import MethodOverrideMiddleware
 from .metrics import Metrics
-from .request_log import RequestLogMiddleware
 from .shutdown import on_shutdown_signal
 from .stores import DataStore, FileStore
 
@@ -38,17 +33,6 @@ GREETING = """Welcome to tusd-py
 
 This is a tus resumable-upload server (https://tus.io). Uploads are created at {base_path}
 """
-
-
-class _AnyMethod:
-    """A route endpoint that sees every method, so tus answers 405 itself (with Allow)."""
-
-    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
-        self.endpoint = endpoint
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.endpoint(Request(scope, receive))
-        await response(scope, receive, send)
 
 
 def enabled_hooks(config: Config) -> tuple[str, ...]:
@@ -137,7 +121,7 @@ def check_backends(config: Config) -> str:
     return f"s3://{settings.bucket}/{settings.object_prefix}"
 
 
-def create_app(config: Config, store: DataStore | None = None, locker: Locker | None = None) -> Starlette:
+def create_app(config: Config, store: DataStore | None = None, locker: Locker | None = None) -> TusApp:
     store = store if store is not None else build_store(config)
     locker = locker if locker is not None else build_locker(config)
     metrics = Metrics()
@@ -145,7 +129,7 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
     handler = TusHandler(config, store, locker, Events(hooks, metrics))
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan() -> AsyncIterator[None]:
         with on_shutdown_signal(handler.shutdown):
             async with anyio.create_task_group() as background:
                 background.start_soon(locker.run)
@@ -160,44 +144,28 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
     async def greeting(request: Request) -> Response:
         return PlainTextResponse(GREETING.format(base_path=config.base_path))
 
-    base = config.base_path
-    collection = _AnyMethod(handler.collection)
-    routes = [Route(base, collection), Route(base + "{upload_id:path}", _AnyMethod(handler.upload))]
+    routes = Routes(config.base_path, handler.collection, handler.upload)
     if config.expose_metrics:
-        routes.insert(0, Route(config.metrics_path, metrics.endpoint))
-    if base != "/":
-        # tusd answers both /files and /files/ for creation.
-        routes.insert(0, Route(base.rstrip("/"), collection))
-        if config.show_greeting:
-            routes.append(Route("/", greeting))
-    # Method override first, so logs, CORS and routing all see the effective method
-    # (a preflight OPTIONS is never overridden).
-    middleware = [
-        Middleware(MethodOverrideMiddleware),
-        Middleware(RequestLogMiddleware),
-    ]
+        routes.add_page(config.metrics_path, metrics.endpoint)
+    if config.show_greeting and config.base_path != "/":
+        routes.add_page("/", greeting)
+    cors = None
     if not config.disable_cors:
-        # Around everything else, so every response (errors and 404s included) carries CORS headers.
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origin=config.cors_allow_origin,
-                allow_credentials=config.cors_allow_credentials,
-                allow_methods=config.cors_allow_methods,
-                allow_headers=config.cors_allow_headers,
-                expose_headers=config.cors_expose_headers,
-                max_age=config.cors_max_age,
-            )
+        cors = CorsPolicy(
+            allow_origin=config.cors_allow_origin,
+            allow_credentials=config.cors_allow_credentials,
+            allow_methods=config.cors_allow_methods,
+            allow_headers=config.cors_allow_headers,
+            expose_headers=config.cors_expose_headers,
+            max_age=config.cors_max_age,
         )
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
-    app.state.handler = handler
-    return app
+    return TusApp(routes, cors, lifespan)
 
 
 CONFIG_ENVIRONMENT_VARIABLE = "TUSD_PY_CONFIG"
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> TusApp:
     """App factory for worker processes: the CLI passes its Config as JSON."""
     malloc_tuning.tune()  # a spawned worker is a fresh process
     config = Config(**json.loads(os.environ[CONFIG_ENVIRONMENT_VARIABLE]))

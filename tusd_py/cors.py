@@ -1,4 +1,4 @@
-"""CORS for browser tus clients (Uppy, tus-js-client), as pure ASGI middleware.
+"""CORS for browser tus clients (Uppy, tus-js-client).
 
 tusd's behaviour: nothing changes for requests without `Origin`; an origin
 that does not match `-cors-allow-origin` gets 403 ERR_ORIGIN_NOT_ALLOWED; an
@@ -6,11 +6,12 @@ allowed origin is echoed (never `*`, so credentials can work) with
 `Vary: Origin`. Preflights (OPTIONS + Access-Control-Request-Method) also get
 Allow-Methods/-Headers/Max-Age, and still reach the tus OPTIONS handler, so
 they carry Tus-Version and friends too. Every other response, errors
-included, exposes the tus headers a client must read.
+included, exposes the tus headers a client must read. `asgi.TusApp` applies
+the policy to every response.
 
 Starlette's CORSMiddleware answers preflights itself (400 for a disallowed
 origin) and leaves disallowed simple requests alone; tus clients need the
-403 and the tus headers, hence this small layer.
+403 and the tus headers, hence this small policy.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
 
 ALLOW_METHODS = ("POST", "HEAD", "PATCH", "OPTIONS", "GET", "DELETE", "PUT")  # PUT: IETF draft creation
 ALLOW_HEADERS = (
@@ -41,10 +41,9 @@ def _join(defaults: Sequence[str], extra: str) -> str:
     return ", ".join([*defaults, *(item.strip() for item in extra.split(",") if item.strip())])
 
 
-class CORSMiddleware:
+class CorsPolicy:
     def __init__(
         self,
-        app: ASGIApp,
         *,
         allow_origin: str = ".*",
         allow_credentials: bool = False,
@@ -53,7 +52,6 @@ class CORSMiddleware:
         expose_headers: str = "",
         max_age: str = "86400",
     ) -> None:
-        self.app = app
         # Anchored, unlike Go's MatchString in tusd: `https://a\.example` must not
         # also admit `https://a.example.evil.org`.
         self.allow_origin = re.compile(allow_origin)
@@ -63,49 +61,28 @@ class CORSMiddleware:
         self.expose_headers = _join(EXPOSE_HEADERS, expose_headers)
         self.max_age = max_age
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_headers = Headers(scope=scope)
-        origin = request_headers.get("origin")
-        if origin is None:
-            await self.app(scope, receive, send)
-            return
-        if self.allow_origin.fullmatch(origin) is None:
-            await self._forbid(send)
-            return
-        preflight = scope["method"] == "OPTIONS" and "access-control-request-method" in request_headers
+    def allows(self, origin: str) -> bool:
+        return self.allow_origin.fullmatch(origin) is not None
 
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["Access-Control-Allow-Origin"] = origin
-                headers.add_vary_header("Origin")
-                if self.allow_credentials:
-                    headers["Access-Control-Allow-Credentials"] = "true"
-                if preflight:
-                    headers["Access-Control-Allow-Methods"] = self.allow_methods
-                    headers["Access-Control-Allow-Headers"] = self.allow_headers
-                    headers["Access-Control-Max-Age"] = self.max_age
-                else:
-                    headers["Access-Control-Expose-Headers"] = self.expose_headers
-            await send(message)
+    def decorate(self, response: Response, origin: str, preflight: bool) -> None:
+        """Add the CORS headers for an allowed `origin` to a response about to be sent."""
+        headers = response.headers  # edits response.raw_headers in place
+        headers["Access-Control-Allow-Origin"] = origin
+        headers.add_vary_header("Origin")
+        if self.allow_credentials:
+            headers["Access-Control-Allow-Credentials"] = "true"
+        if preflight:
+            headers["Access-Control-Allow-Methods"] = self.allow_methods
+            headers["Access-Control-Allow-Headers"] = self.allow_headers
+            headers["Access-Control-Max-Age"] = self.max_age
+        else:
+            headers["Access-Control-Expose-Headers"] = self.expose_headers
 
-        await self.app(scope, receive, send_with_cors)
-
-    async def _forbid(self, send: Send) -> None:
-        body = b"ERR_ORIGIN_NOT_ALLOWED: origin is not allowed\n"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"tus-resumable", b"1.0.0"),
-                    (b"vary", b"Origin"),
-                ],
-            }
+    @staticmethod
+    def forbidden() -> Response:
+        return Response(
+            b"ERR_ORIGIN_NOT_ALLOWED: origin is not allowed\n",
+            403,
+            headers={"Tus-Resumable": "1.0.0", "Vary": "Origin"},
+            media_type="text/plain; charset=utf-8",
         )
-        await send({"type": "http.response.body", "body": body})

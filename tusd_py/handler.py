@@ -87,9 +87,9 @@ class TusHandler:
         methods: dict[str, Endpoint] = {"OPTIONS": self.options, "POST": self.create}
         return await self._dispatch(request, methods, "")
 
-    async def upload(self, request: Request) -> Response:
+    async def upload(self, request: Request, upload_id: str) -> Response:
         """An upload URL (`/files/<id>`)."""
-        return await self._dispatch(request, self._upload_methods, request.path_params["upload_id"])
+        return await self._dispatch(request, self._upload_methods, upload_id)
 
     async def _dispatch(self, request: Request, methods: dict[str, Endpoint], upload_id: str) -> Response:
         counter = self._request_counters.get(request.method)
