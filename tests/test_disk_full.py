@@ -9,6 +9,10 @@ a new upload, a concatenation) run on tmpfs only.
 
 Wire policy: ENOSPC/EDQUOT -> 507 ERR_STORAGE_FULL, any other OSError -> 500 ERR_STORAGE;
 HEAD's offset is always the size of the data file (T-CORE-23: keep what was received).
+
+Every upload here declares its sha-256 at creation, so the server hashes bytes as they
+arrive: completing with 204 (not 460) proves a failed write did not leave that running hash
+out of step with the stored bytes.
 """
 
 from __future__ import annotations
@@ -165,6 +169,16 @@ def upload_id(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
+def sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def declaring_sha256(data: bytes) -> dict[str, str]:
+    """Creation headers declaring the whole upload's sha-256 (metadata `checksum`)."""
+    checksum = base64.b64encode(f"sha256 {hashlib.sha256(data).hexdigest()}".encode()).decode()
+    return {"Upload-Metadata": f"checksum {checksum}"}
+
+
 def assert_storage_full(response: httpx.Response) -> None:
     assert response.status_code == 507, (response.status_code, response.text)
     assert response.text.startswith("ERR_STORAGE_FULL: "), response.text
@@ -186,12 +200,14 @@ def assert_consistent(client: httpx.Client, server: TusServer, url: str, size: i
 
 
 def assert_complete(client: httpx.Client, server: TusServer, url: str, data: bytes) -> None:
+    """Complete, byte-identical, and its declared sha-256 verified and recorded at completion."""
     response = head(client, url)
     assert response.headers["upload-offset"] == response.headers["upload-length"] == str(len(data))
     assert (server.upload_dir / upload_id(url)).read_bytes() == data
     assert client.get(url).content == data
-    sha256 = base64.b64encode(hashlib.sha256(data).digest()).decode()
-    assert f"sha-256=:{sha256}:" in response.headers["repr-digest"]
+    assert response.headers["repr-digest"] == f"sha-256=:{sha256_b64(data)}:"
+    info = json.loads((server.upload_dir / f"{upload_id(url)}.info").read_text())
+    assert info["Digests"] == {"sha256": sha256_b64(data)} and info["Finished"] is True
 
 
 def only_uploads(server: TusServer) -> set[str]:
@@ -206,7 +222,7 @@ def test_disk_full_mid_patch_answers_507_keeps_what_fit_and_resumes(
 ) -> None:
     # T-CORE-23: the bytes that reached the disk are kept and HEAD reports exactly them.
     space, server = disk
-    url = create(client, server, len(DATA))
+    url = create(client, server, len(DATA), **declaring_sha256(DATA))
     space.fill(leave=3 * MiB)
     assert_storage_full(patch(client, url, 0, DATA))
     offset = assert_consistent(client, server, url, len(DATA))
@@ -226,7 +242,7 @@ def test_disk_full_during_checksummed_patch_keeps_nothing(disk: tuple[Disk, TusS
     # T-CHK-*: a checksummed request counts only if all of it arrived and matched; a write
     # that failed half-way is rolled back like any other failure of that request.
     space, server = disk
-    url = create(client, server, len(DATA))
+    url = create(client, server, len(DATA), **declaring_sha256(DATA))
     first = DATA[: 1 * MiB]
     assert patch(client, url, 0, first).status_code == 204
     checksum = {"Upload-Checksum": "sha1 " + base64.b64encode(hashlib.sha1(DATA[MiB:]).digest()).decode()}
@@ -247,7 +263,7 @@ def test_checksummed_patch_on_a_completely_full_disk_leaves_no_trace(
     # marker file, and no file descriptor left open in the server.
     space, server = disk
     tmpfs_only(space)
-    url = create(client, server, len(DATA))
+    url = create(client, server, len(DATA), **declaring_sha256(DATA))
     checksum = {"Upload-Checksum": "sha1 " + base64.b64encode(hashlib.sha1(DATA).digest()).decode()}
     empty = {"Upload-Checksum": "sha1 " + base64.b64encode(hashlib.sha1(b"").digest()).decode()}
     assert patch(client, url, 0, b"", **empty).status_code == 204  # warm-up: same path, nothing to write
@@ -275,7 +291,9 @@ def test_disk_full_during_creation_with_upload_answers_507_with_location(
     space, server = disk
     space.fill(leave=3 * MiB)
     response = client.post(
-        server.url, headers={**TUS, "Upload-Length": str(len(DATA)), "Content-Type": OCTET}, content=DATA
+        server.url,
+        headers={**TUS, "Upload-Length": str(len(DATA)), "Content-Type": OCTET, **declaring_sha256(DATA)},
+        content=DATA,
     )
     assert_storage_full(response)
     assert "location" in response.headers, "507 without Location: the stored bytes cannot be resumed or removed"
@@ -302,7 +320,7 @@ def test_creation_on_a_full_disk_answers_507_and_leaves_nothing(
     assert only_uploads(server) == before
 
     space.free()
-    url = create(client, server, 3)
+    url = create(client, server, 3, **declaring_sha256(DATA[:3]))
     assert patch(client, url, 0, DATA[:3]).status_code == 204
     assert_complete(client, server, url, DATA[:3])
 
@@ -326,7 +344,7 @@ def test_concatenation_on_a_full_disk_answers_507_and_leaves_nothing(
         partials.append(response.headers["location"])
     before = only_uploads(server)
     space.fill(leave=1 * MiB)
-    final = {**TUS, "Upload-Concat": "final;" + " ".join(partials)}
+    final = {**TUS, "Upload-Concat": "final;" + " ".join(partials), **declaring_sha256(DATA[: 2 * half])}
     assert_storage_full(client.post(server.url, headers=final))
     assert only_uploads(server) == before
 

@@ -2,14 +2,16 @@
 GET too, tus 1.0 has no download rule).
 
 Headers: Content-Type from a plain `filetype`, Content-Disposition inline only for tusd's
-allow-list, safe file names (RFC 6266 / RFC 8187), strong ETag = hex sha-256, Last-Modified,
-Accept-Ranges, nosniff, Repr-Digest. Ranges, If-Range and If-None-Match as RFC 9110 says.
+allow-list, safe file names (RFC 6266 / RFC 8187), strong ETag = "<size hex>-<mtime ns hex>" of
+the stored bytes, Last-Modified, Accept-Ranges, nosniff, Repr-Digest (a recorded digest, or the
+one Want-Repr-Digest asks for). Ranges, If-Range and If-None-Match as RFC 9110 says.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import random
 import socket
 import time
@@ -50,8 +52,29 @@ def sha256_field(data: bytes) -> str:
     return f"sha-256=:{b64(hashlib.sha256(data).digest())}:"
 
 
-def etag_of(data: bytes) -> str:
+# Asks for the sha-256 (RFC 9530 section 4): an upload that declared no digest reports none unasked.
+WANT_SHA256 = {"Want-Repr-Digest": "sha-256=10"}
+
+
+def data_file(server: TusServer, url: str) -> Path:
+    return server.upload_dir / url.rsplit("/", 1)[1]
+
+
+def stored_etag(server: TusServer, url: str) -> str:
+    """The ETag the stored bytes must carry: their size and modification time (ns), in hex."""
+    stat = data_file(server, url).stat()
+    return f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+
+
+def content_etag(data: bytes) -> str:
+    """A well-formed strong validator that is not ours (the content-hash ETag of old releases)."""
     return f'"{hashlib.sha256(data).hexdigest()}"'
+
+
+def recorded_digests(server: TusServer, url: str) -> dict[str, str]:
+    """The `Digests` the upload's .info records (base64 by tus algorithm name)."""
+    info_file = data_file(server, url).parent / (data_file(server, url).name + ".info")
+    return dict(json.loads(info_file.read_text()).get("Digests", {}))
 
 
 def raw_get(server: TusServer, url: str) -> tuple[str, list[tuple[str, str]]]:
@@ -77,21 +100,57 @@ def raw_get(server: TusServer, url: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def test_get_finished_upload(server: TusServer, client: httpx.Client, png_url: str) -> None:
-    response = client.get(png_url)  # no Tus-Resumable: browsers send none
+    response = client.get(png_url, headers=WANT_SHA256)  # no Tus-Resumable: browsers send none
     assert response.status_code == 200
     assert response.content == DATA
     h = response.headers
     assert h["content-length"] == str(SIZE)
     assert h["content-type"] == "image/png"
     assert h["content-disposition"] == 'inline; filename="photo.png"'
-    assert h["etag"] == etag_of(DATA)
+    assert h["etag"] == stored_etag(server, png_url)
     assert h["accept-ranges"] == "bytes"
     assert h["x-content-type-options"] == "nosniff"
     assert h["repr-digest"] == sha256_field(DATA)
     assert h["tus-resumable"] == "1.0.0"
     modified = parsedate_to_datetime(h["last-modified"]).timestamp()
-    data_file = server.upload_dir / png_url.rsplit("/", 1)[1]
-    assert abs(modified - data_file.stat().st_mtime) < 2
+    assert abs(modified - data_file(server, png_url).stat().st_mtime) < 2
+
+
+def test_etag_is_the_same_on_every_get(server: TusServer, client: httpx.Client, png_url: str) -> None:
+    # A finished upload's bytes never change, so neither does its strong validator: whole,
+    # ranged, with or without a digest asked for.
+    tags = {
+        client.get(png_url).headers["etag"],
+        client.get(png_url, headers={"Range": "bytes=0-0"}).headers["etag"],
+        client.get(png_url, headers=WANT_SHA256).headers["etag"],
+    }
+    assert tags == {stored_etag(server, png_url)}
+
+
+def test_undeclared_upload_reports_a_digest_only_once_asked(server: TusServer, client: httpx.Client) -> None:
+    # No digest declared: none is computed while bytes arrive, so none is reported unasked.
+    url = upload(client, server, b"abc", filename=b"a.txt")
+    plain = client.get(url)
+    assert plain.status_code == 200 and plain.content == b"abc"
+    assert "repr-digest" not in plain.headers
+    assert recorded_digests(server, url) == {}
+    # Asked for: computed from the stored bytes, reported, and recorded in the .info ...
+    asked = client.get(url, headers=WANT_SHA256)
+    assert asked.status_code == 200 and asked.content == b"abc"
+    assert asked.headers["repr-digest"] == sha256_field(b"abc")
+    assert recorded_digests(server, url) == {"sha256": b64(hashlib.sha256(b"abc").digest())}
+    # ... so later requests that ask for nothing report it too.
+    assert client.get(url).headers["repr-digest"] == sha256_field(b"abc")
+    assert head(client, url).headers["repr-digest"] == sha256_field(b"abc")
+
+
+def test_declared_digest_is_reported_unasked(server: TusServer, client: httpx.Client) -> None:
+    md5 = hashlib.md5(DATA).digest()
+    url = upload(client, server, DATA, checksum=f"md5 {md5.hex()}".encode())
+    response = client.get(url)
+    assert response.status_code == 200 and response.content == DATA
+    assert response.headers["repr-digest"] == f"md5=:{b64(md5)}:"
+    assert recorded_digests(server, url) == {"md5": b64(md5)}
 
 
 def test_get_with_tus_resumable_works_too(client: httpx.Client, png_url: str) -> None:
@@ -189,9 +248,11 @@ def test_concatenated_upload_downloads_the_whole(server: TusServer, client: http
         urls.append(url)
     response = client.post(server.url, headers={**TUS, "Upload-Concat": "final;" + " ".join(urls)})
     assert response.status_code == 201
-    downloaded = client.get(response.headers["location"])
+    final_url = response.headers["location"]
+    downloaded = client.get(final_url, headers=WANT_SHA256)
     assert downloaded.content == DATA
-    assert downloaded.headers["etag"] == etag_of(DATA)
+    assert downloaded.headers["etag"] == stored_etag(server, final_url)
+    assert downloaded.headers["repr-digest"] == sha256_field(DATA)
 
 
 # --- what cannot be downloaded -----------------------------------------------------------------
@@ -249,14 +310,16 @@ def test_disable_download_answers_405(make_server: Callable[..., TusServer], cli
         ("BYTES=7-8", 7, 8),  # range units are case-insensitive
     ],
 )
-def test_single_range(client: httpx.Client, png_url: str, range_header: str, start: int, end: int) -> None:
+def test_single_range(
+    server: TusServer, client: httpx.Client, png_url: str, range_header: str, start: int, end: int
+) -> None:
     response = client.get(png_url, headers={"Range": range_header})
     assert response.status_code == 206
     assert response.content == DATA[start : end + 1]
     assert response.headers["content-range"] == f"bytes {start}-{end}/{SIZE}"
     assert response.headers["content-length"] == str(end - start + 1)
     assert response.headers["content-type"] == "image/png"
-    assert response.headers["etag"] == etag_of(DATA)
+    assert response.headers["etag"] == stored_etag(server, png_url)
     assert response.headers["tus-resumable"] == "1.0.0"
 
 
@@ -304,11 +367,11 @@ def test_malformed_range_is_ignored_or_refused_never_a_500(
 
 def test_zero_length_upload(server: TusServer, client: httpx.Client) -> None:
     url = upload(client, server, b"", filename=b"empty.txt", filetype=b"text/plain")
-    response = client.get(url)
+    response = client.get(url, headers=WANT_SHA256)
     assert response.status_code == 200
     assert response.content == b""
     assert response.headers["content-length"] == "0"
-    assert response.headers["etag"] == etag_of(b"")
+    assert response.headers["etag"] == stored_etag(server, url)
     assert response.headers["repr-digest"] == sha256_field(b"")
     for range_header in ("bytes=0-", "bytes=0-0", "bytes=-1"):
         ranged = client.get(url, headers={"Range": range_header})
@@ -353,14 +416,18 @@ def test_multiple_ranges_are_multipart_byteranges(client: httpx.Client, png_url:
 
 
 def test_if_range_with_the_current_etag_serves_the_range(client: httpx.Client, png_url: str) -> None:
-    response = client.get(png_url, headers={"Range": "bytes=10-19", "If-Range": etag_of(DATA)})
+    current = client.get(png_url, headers={"Range": "bytes=0-0"}).headers["etag"]
+    response = client.get(png_url, headers={"Range": "bytes=10-19", "If-Range": current})
     assert response.status_code == 206
     assert response.content == DATA[10:20]
 
 
-@pytest.mark.parametrize("validator", [etag_of(b"old content"), f"W/{etag_of(DATA)}", '"nonsense"'])
-def test_if_range_with_another_validator_serves_everything(client: httpx.Client, png_url: str, validator: str) -> None:
+@pytest.mark.parametrize("validator", [content_etag(b"old content"), content_etag(DATA), "W/{current}", '"nonsense"'])
+def test_if_range_with_another_validator_serves_everything(
+    server: TusServer, client: httpx.Client, png_url: str, validator: str
+) -> None:
     # If-Range needs a strong match (RFC 9110 section 13.1.5); otherwise the whole file, 200.
+    validator = validator.format(current=stored_etag(server, png_url))
     response = client.get(png_url, headers={"Range": "bytes=10-19", "If-Range": validator})
     assert response.status_code == 200
     assert response.content == DATA
@@ -373,18 +440,16 @@ def test_if_range_with_last_modified_serves_the_range(client: httpx.Client, png_
     assert response.content == DATA[10:20]
 
 
-@pytest.mark.parametrize(
-    "if_none_match",
-    [etag_of(DATA), f"W/{etag_of(DATA)}", f'"other", {etag_of(DATA)}', "*"],
-)
+@pytest.mark.parametrize("if_none_match", ["{current}", "W/{current}", '"other", {current}', "*"])
 def test_if_none_match_matching_is_304(client: httpx.Client, png_url: str, if_none_match: str) -> None:
-    response = client.get(png_url, headers={"If-None-Match": if_none_match})
+    current = client.get(png_url).headers["etag"]  # what a cache holds after a first GET
+    response = client.get(png_url, headers={"If-None-Match": if_none_match.format(current=current)})
     assert response.status_code == 304
     assert response.content == b""
-    assert response.headers["etag"] == etag_of(DATA)
+    assert response.headers["etag"] == current
 
 
-@pytest.mark.parametrize("if_none_match", [etag_of(b"other"), '"other", "more"'])
+@pytest.mark.parametrize("if_none_match", [content_etag(b"other"), content_etag(DATA), '"other", "more"'])
 def test_if_none_match_not_matching_is_200(client: httpx.Client, png_url: str, if_none_match: str) -> None:
     response = client.get(png_url, headers={"If-None-Match": if_none_match})
     assert response.status_code == 200
@@ -435,10 +500,12 @@ def test_one_gib_download_streams_in_bounded_memory(
     before = proc_status_kib(pid)
     received = hashlib.sha256()
     started = time.monotonic()
-    with client.stream("GET", url) as response:
+    # Nothing declared, so the sha-256 asked for is computed from the stored bytes now: in
+    # bounded memory too.
+    with client.stream("GET", url, headers=WANT_SHA256) as response:
         assert response.status_code == 200
         assert response.headers["content-length"] == str(size)
-        assert response.headers["etag"] == f'"{sent.hexdigest()}"'
+        assert response.headers["etag"] == stored_etag(server, url)
         assert response.headers["repr-digest"] == f"sha-256=:{b64(sent.digest())}:"
         total = 0
         for block in response.iter_bytes(MiB):
@@ -450,4 +517,4 @@ def test_one_gib_download_streams_in_bounded_memory(
     growth_mib = (after["VmHWM"] - before["VmRSS"]) / 1024
     assert growth_mib < 50, f"server RSS grew by {growth_mib:.1f} MiB ({before} -> {after})"
     assert time.monotonic() - started < 120
-    (server.upload_dir / url.rsplit("/", 1)[1]).unlink()  # 1 GiB is too much to leave behind
+    data_file(server, url).unlink()  # 1 GiB is too much to leave behind

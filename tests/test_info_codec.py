@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -261,3 +262,24 @@ def test_encode_is_utf8_json_bytes() -> None:
     raw = encode(UploadInfo(id="abc", size=1, metadata={"name": "héllo"}))
     assert isinstance(raw, bytes)
     assert json.loads(raw.decode("utf-8"))["MetaData"] == {"name": "héllo"}
+
+
+def test_finished_flag_round_trips_and_makes_a_complete_upload_verified() -> None:
+    info = UploadInfo(id="done", size=3, offset=3, declared_digests={"md5": b"\x01" * 16}, digests={"md5": b"\x01" * 16})
+    assert not info.verified  # complete, but completion has not run
+    finished = decode(encode(replace(info, finished=True)))
+    assert finished.finished and finished.verified
+    assert json.loads(encode(finished))["Finished"] is True
+    assert "Finished" not in json.loads(encode(info))  # absent until completion ran, as tusd writes it
+
+
+def test_older_info_with_digests_but_no_finished_flag_counts_as_finished() -> None:
+    # Before the flag existed, completion always recorded a sha256 digest and nothing else marked it.
+    document = {"ID": "old", "Size": 2, "Offset": 2, "Digests": {"sha256": "A" * 43 + "="}}
+    info = decode(json.dumps(document).encode())
+    assert info.finished and info.verified
+
+
+def test_tusd_complete_upload_is_not_finished_until_loaded() -> None:
+    document = {"ID": "tusd", "Size": 2, "Offset": 2, "Storage": {"Type": "filestore"}}
+    assert not decode(json.dumps(document).encode()).verified

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 from urllib.parse import unquote
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from tusd_py import digests, download
 from tusd_py.errors import TusError
+from tusd_py.stores import StoredBytes
 
 HELLO = b'{"hello": "world"}'  # the RFC 9530 example content
 HELLO_SHA256_B64 = "X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE="
@@ -431,8 +433,33 @@ def test_content_disposition_is_always_one_safe_header_line(name: str, media: st
 # --- download: ETag and If-None-Match ---------------------------------------------------------------
 
 
-def test_etag_is_the_quoted_hex_sha256() -> None:
-    assert download.etag(raw("sha256")) == f'"{hashlib.sha256(HELLO).hexdigest()}"'
+def local_file(size: int, mtime_ns: int) -> StoredBytes:
+    """What the file store gives a download: the file's size and stat, as os.stat reports them."""
+    stat = os.stat_result(
+        (0o100644, 1, 1, 1, 0, 0, size, 0, mtime_ns // 10**9, 0), {"st_mtime": mtime_ns / 1e9, "st_mtime_ns": mtime_ns}
+    )
+    return StoredBytes(size=size, modified=stat.st_mtime, local_path="/uploads/x", local_stat=stat)
+
+
+def test_etag_of_a_local_file_is_quoted_hex_size_and_mtime_in_ns() -> None:
+    mtime_ns = 1_700_000_000_123_456_789  # more precision than the float st_mtime holds
+    assert download.etag(local_file(18, mtime_ns)) == f'"12-{mtime_ns:x}"'
+
+
+def test_etag_without_a_local_file_uses_the_modification_time() -> None:
+    stored = StoredBytes(size=18, modified=1_700_000_000.5)  # e.g. S3: no local file, no stat
+    assert download.etag(stored) == f'"12-{1_700_000_000_500_000_000:x}"'
+
+
+@given(st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1))
+def test_etag_is_a_strong_validator_of_size_and_mtime(size: int, mtime_ns: int, other_size: int, other_ns: int) -> None:
+    tag = download.etag(local_file(size, mtime_ns))
+    assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+"', tag)  # strong (no W/), only etagc characters
+    assert download.etag(local_file(size, mtime_ns)) == tag  # stable for unchanged bytes
+    other = download.etag(local_file(other_size, other_ns))
+    assert (other == tag) is ((other_size, other_ns) == (size, mtime_ns))  # any change, another tag
+    assert download.none_match(tag, tag)
+    assert download.none_match(other, tag) is (other == tag)
 
 
 TAG = '"abc"'

@@ -408,6 +408,24 @@ def test_whole_file_checksum_mismatch_resets_the_upload(small: S3Start, client: 
     assert client.get(url).headers["repr-digest"] == sha256_field(data)
 
 
+def test_undeclared_upload_reports_sha256_only_when_asked(small: S3Start, client: httpx.Client) -> None:
+    # Nothing declared, nothing hashed while the bytes arrive: the sha-256 a client asks for is
+    # computed from the stored object once, then recorded in the `.info`.
+    server, bucket = small()
+    data = random_bytes(2 * SMALL_PART + 777, seed=7)
+    url = create(client, server, len(data))
+    assert patch(client, url, 0, data).status_code == 204
+    bucket.assert_completed(url, data)
+    assert bucket.info(url)["Finished"] is True and "Digests" not in bucket.info(url)
+    unasked = client.get(url)
+    assert unasked.content == data and "repr-digest" not in unasked.headers
+    asked = client.get(url, headers={"Want-Repr-Digest": "sha-256=10"})
+    assert asked.content == data and asked.headers["repr-digest"] == sha256_field(data)
+    assert bucket.info(url)["Digests"] == {"sha256": b64(hashlib.sha256(data).digest())}
+    assert head(client, url).headers["repr-digest"] == sha256_field(data)
+    bucket.assert_completed(url, data)  # recording the digest left the object as it was
+
+
 # --- 5. termination ----------------------------------------------------------------------------------
 
 

@@ -124,6 +124,10 @@ def sha256_repr_digest(data: bytes) -> str:
     return f"sha-256=:{base64.b64encode(hashlib.sha256(data).digest()).decode()}:"
 
 
+# tusd declares no digests, so none is known until a client asks for one (RFC 9530 section 4).
+WANT_SHA256 = {"Want-Repr-Digest": "sha-256=10"}
+
+
 def test_the_fixture_writes_what_tusd_writes(tusd_dir_server: TusServer) -> None:
     # Pin the fixture itself to Go's byte layout (for FINAL: sorted maps, escaped <&>).
     raw = (tusd_dir_server.upload_dir / f"{FINAL.id}.info").read_bytes()
@@ -147,10 +151,11 @@ def test_unfinished_tusd_upload_resumes_from_its_data_size(tusd_dir_server: TusS
     assert response.status_code == 204
     assert response.headers["upload-offset"] == "22"
     whole = UNFINISHED.data + UNFINISHED_REST
-    download = client.get(url)
+    download = client.get(url, headers=WANT_SHA256)
     assert download.status_code == 200
     assert download.content == whole
     assert download.headers["content-type"].startswith("text/plain")
+    # The digest covers the bytes tusd wrote as well as ours.
     assert download.headers["repr-digest"] == sha256_repr_digest(whole)
     assert (tusd_dir_server.upload_dir / UNFINISHED.id).read_bytes() == whole
 
@@ -163,11 +168,18 @@ def test_finished_tusd_upload_heads_and_downloads(tusd_dir_server: TusServer, cl
     assert response.headers["upload-length"] == "11"
     assert "upload-expires" not in response.headers  # complete uploads never expire
     assert decoded_metadata(response.headers.get("upload-metadata")) == FINISHED.metadata
+    assert "repr-digest" not in response.headers  # tusd recorded none, and none was asked for
     download = client.get(url)
     assert download.status_code == 200
     assert download.content == b"hello world"
-    assert download.headers["repr-digest"] == sha256_repr_digest(b"hello world")  # computed on demand
+    assert "repr-digest" not in download.headers
     assert 'filename="hello.txt"' in download.headers["content-disposition"]
+    wanted = client.get(url, headers=WANT_SHA256)
+    assert wanted.status_code == 200 and wanted.content == b"hello world"
+    assert wanted.headers["repr-digest"] == sha256_repr_digest(b"hello world")  # computed on demand
+    # ... and recorded, in a .info tusd still reads.
+    assert head(client, url).headers["repr-digest"] == sha256_repr_digest(b"hello world")
+    assert_go_fileinfo(read_info(tusd_dir_server, url), tusd_dir_server.upload_dir.absolute())
     assert patch(client, url, 11, b"").status_code == 204
     assert patch(client, url, 11, b"x").status_code == 413
 

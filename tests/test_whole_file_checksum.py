@@ -5,6 +5,10 @@ Declared as metadata `checksum` = `<algo> <hex or base64>` (oCIS convention, wha
 tus-js-client and tuspy can send) and/or RFC 9530 `Repr-Digest`. A mismatch answers 460
 ERR_CHECKSUM_MISMATCH at the completing request and the upload never looks complete: a PATCHed
 upload goes back to offset 0 (same URL retried), one created in a single request is removed.
+
+Only the declared algorithms are hashed while bytes arrive. A finished upload reports a recorded
+digest (sha-256 first, else the first declared) unasked, none if nothing is recorded, and any
+supported algorithm a client asks for with Want-Repr-Digest (computed once, then recorded).
 """
 
 from __future__ import annotations
@@ -55,6 +59,15 @@ def sha256_field(data: bytes) -> str:
     return repr_digest("sha256", data)
 
 
+WANT_SHA256 = {**TUS, "Want-Repr-Digest": "sha-256=10"}
+
+
+def reported_unasked(declared: tuple[str, ...]) -> str | None:
+    """The algorithm a finished upload reports without Want-Repr-Digest, if only the declared
+    digests are recorded: sha-256 if declared, else the first declared, else none."""
+    return "sha256" if "sha256" in declared else next(iter(declared), None)
+
+
 def upload_id(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
@@ -67,20 +80,30 @@ def entries(server: TusServer) -> set[str]:
     return {path.name for path in server.upload_dir.iterdir()}
 
 
-def assert_complete(client: httpx.Client, url: str, data: bytes) -> None:
+def assert_complete(client: httpx.Client, url: str, data: bytes, *, reports: str | None) -> None:
+    """Complete, and the stored bytes are `data`: unasked, Repr-Digest is the recorded digest of
+    `reports` (None: no header); asked for sha-256, the right one (which records it)."""
     response = head(client, url)
     assert response.status_code == 200
     assert response.headers["upload-offset"] == response.headers["upload-length"] == str(len(data))
-    assert response.headers["repr-digest"] == sha256_field(data)
+    if reports is None:
+        assert "repr-digest" not in response.headers
+    else:
+        assert response.headers["repr-digest"] == repr_digest(reports, data)
+    asked = client.head(url, headers=WANT_SHA256)
+    assert asked.status_code == 200
+    assert asked.headers["repr-digest"] == sha256_field(data)
 
 
 def assert_reset(client: httpx.Client, url: str, length: int) -> None:
-    """After a mismatch the upload must not look complete: offset 0, length kept, no digest."""
-    response = head(client, url)
-    assert response.status_code == 200
-    assert response.headers["upload-offset"] == "0"
-    assert response.headers["upload-length"] == str(length)
-    assert "repr-digest" not in response.headers
+    """After a mismatch the upload must not look complete: offset 0, length kept, no digest
+    (not even when asked for one)."""
+    for headers in (TUS, WANT_SHA256):
+        response = client.head(url, headers=headers)
+        assert response.status_code == 200
+        assert response.headers["upload-offset"] == "0"
+        assert response.headers["upload-length"] == str(length)
+        assert "repr-digest" not in response.headers
     assert client.get(url).status_code == 404  # nothing to download
 
 
@@ -111,46 +134,47 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TusServer]:
 
 # --- declaring: each form, right and wrong -----------------------------------------------------
 
-# name -> (headers declaring a digest of the given bytes, algorithms declared)
+# name -> (headers declaring a digest of the given bytes, algorithms declared, in the order
+# declared: metadata first, then Repr-Digest's members)
 Declare = Callable[[bytes], dict[str, str]]
-DECLARATIONS: dict[str, tuple[Declare, set[str]]] = {
+DECLARATIONS: dict[str, tuple[Declare, tuple[str, ...]]] = {
     **{
-        f"metadata-hex-{a}": ((lambda d, a=a: {"Upload-Metadata": metadata(checksum=checksum_metadata(a, d))}), {a})
+        f"metadata-hex-{a}": ((lambda d, a=a: {"Upload-Metadata": metadata(checksum=checksum_metadata(a, d))}), (a,))
         for a in HTTP_NAMES
     },
     **{
         f"metadata-base64-{a}": (
             (lambda d, a=a: {"Upload-Metadata": metadata(checksum=checksum_metadata(a, d, hex_form=False))}),
-            {a},
+            (a,),
         )
         for a in HTTP_NAMES
     },
     "metadata-SHA256-uppercase": (
         lambda d: {"Upload-Metadata": metadata(checksum=checksum_metadata("sha256", d, spelling="SHA256"))},
-        {"sha256"},
+        ("sha256",),
     ),
     "metadata-SHA-512-dash-uppercase-hex": (
         lambda d: {"Upload-Metadata": metadata(checksum=f"SHA-512 {hashlib.sha512(d).hexdigest().upper()}")},
-        {"sha512"},
+        ("sha512",),
     ),
-    **{f"repr-digest-{HTTP_NAMES[a]}": ((lambda d, a=a: {"Repr-Digest": repr_digest(a, d)}), {a}) for a in HTTP_NAMES},
+    **{f"repr-digest-{HTTP_NAMES[a]}": ((lambda d, a=a: {"Repr-Digest": repr_digest(a, d)}), (a,)) for a in HTTP_NAMES},
     "repr-digest-two-members": (
         lambda d: {"Repr-Digest": f"{repr_digest('sha512', d)}, {repr_digest('md5', d)}"},
-        {"sha512", "md5"},
+        ("sha512", "md5"),
     ),
     "both-forms-same-algorithm": (
         lambda d: {
             "Upload-Metadata": metadata(checksum=checksum_metadata("sha256", d)),
             "Repr-Digest": repr_digest("sha256", d),
         },
-        {"sha256"},
+        ("sha256",),
     ),
     "both-forms-different-algorithms": (
         lambda d: {
             "Upload-Metadata": metadata(filename="a.bin", checksum=checksum_metadata("sha1", d, hex_form=False)),
             "Repr-Digest": repr_digest("sha512", d),
         },
-        {"sha1", "sha512"},
+        ("sha1", "sha512"),
     ),
 }
 
@@ -162,28 +186,31 @@ def test_declared_checksum_verified_on_completion(server: TusServer, client: htt
     response = upload_in_chunks(client, url, DATA)
     assert response.status_code == 204, response.text
     assert response.headers["upload-offset"] == str(len(DATA))
-    assert_complete(client, url, DATA)
+    expected = {a: b64(hashlib.new(a, DATA).digest()) for a in (*algorithms, "sha256")}
     recorded = stored_info(server, url)
-    expected = {a: b64(hashlib.new(a, DATA).digest()) for a in algorithms | {"sha256"}}
-    assert recorded["Digests"] == expected  # sha-256 always, plus every declared algorithm
+    assert recorded["Finished"] is True
+    assert recorded["Digests"] == {a: expected[a] for a in algorithms}  # every declared algorithm, only those
     assert recorded["DeclaredDigests"] == {a: expected[a] for a in algorithms}
+    assert_complete(client, url, DATA, reports=reported_unasked(algorithms))
+    assert stored_info(server, url)["Digests"] == expected  # sha-256 recorded once asked for
 
 
 @pytest.mark.parametrize("name", DECLARATIONS)
 def test_declared_checksum_mismatch_resets_the_upload_and_same_url_retries(
     server: TusServer, client: httpx.Client, name: str
 ) -> None:
-    declare, _ = DECLARATIONS[name]
+    declare, algorithms = DECLARATIONS[name]
     url = create(client, server, len(DATA), **declare(DATA))
     assert_mismatch(upload_in_chunks(client, url, WRONG))  # only the completing PATCH fails
     assert_reset(client, url, len(DATA))
     data_file = server.upload_dir / upload_id(url)
     assert data_file.stat().st_size == 0
     assert "Digests" not in stored_info(server, url)
+    assert "Finished" not in stored_info(server, url)
     # The client sends the file again to the same URL.
     response = upload_in_chunks(client, url, DATA, chunks=2)
     assert response.status_code == 204, response.text
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports=reported_unasked(algorithms))
     assert data_file.read_bytes() == DATA
 
 
@@ -195,22 +222,38 @@ def test_single_patch_mismatch_then_retry(server: TusServer, client: httpx.Clien
     response = patch(client, url, len(DATA), b"")
     assert response.status_code == 409 and response.headers["upload-offset"] == "0"
     assert patch(client, url, 0, DATA).status_code == 204
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports="sha256")
 
 
-def test_upload_without_declaration_still_reports_sha256(server: TusServer, client: httpx.Client) -> None:
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_upload_without_declaration_reports_sha256_only_when_asked(
+    server: TusServer, client: httpx.Client, method: str
+) -> None:
     url = create(client, server, len(DATA))
     assert upload_in_chunks(client, url, DATA).status_code == 204
-    assert_complete(client, url, DATA)
-    assert "DeclaredDigests" not in stored_info(server, url)
+    recorded = stored_info(server, url)
+    assert "DeclaredDigests" not in recorded
+    assert "Digests" not in recorded  # nothing hashed while the bytes arrived
+    assert recorded["Finished"] is True
+    unasked = client.request(method, url, headers=TUS)
+    assert unasked.status_code == 200
+    assert "repr-digest" not in unasked.headers
+    asked = client.request(method, url, headers=WANT_SHA256)
+    assert asked.status_code == 200
+    assert asked.headers["repr-digest"] == sha256_field(DATA)
+    # Computed from the stored bytes once, recorded, and reported unasked from then on.
+    assert stored_info(server, url)["Digests"] == {"sha256": b64(hashlib.sha256(DATA).digest())}
+    assert client.request(method, url, headers=TUS).headers["repr-digest"] == sha256_field(DATA)
+    assert_complete(client, url, DATA, reports="sha256")
 
 
 def test_unfinished_upload_has_no_repr_digest(server: TusServer, client: httpx.Client) -> None:
     url = create(client, server, len(DATA), **{"Repr-Digest": sha256_field(DATA)})
     assert patch(client, url, 0, DATA[:1000]).status_code == 204
-    response = head(client, url)
-    assert response.headers["upload-offset"] == "1000"
-    assert "repr-digest" not in response.headers
+    for headers in (TUS, WANT_SHA256):
+        response = client.head(url, headers=headers)
+        assert response.headers["upload-offset"] == "1000"
+        assert "repr-digest" not in response.headers
 
 
 # --- every place an upload can complete --------------------------------------------------------
@@ -226,7 +269,7 @@ def test_creation_with_upload_completing_is_verified(server: TusServer, client: 
     response = client.post(server.url, content=DATA, headers=headers)
     assert response.status_code == 201, response.text
     assert response.headers["upload-offset"] == str(len(DATA))
-    assert_complete(client, response.headers["location"], DATA)
+    assert_complete(client, response.headers["location"], DATA, reports="sha512")
 
 
 @pytest.mark.parametrize("form", ["metadata", "repr-digest"])
@@ -259,13 +302,14 @@ def test_creation_with_partial_body_is_verified_by_the_completing_patch(
     assert_mismatch(patch(client, url, 1000, WRONG[1000:]))
     assert_reset(client, url, len(DATA))
     assert patch(client, url, 0, DATA).status_code == 204
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports="sha256")
 
 
 def test_zero_length_upload_with_digest_of_empty(server: TusServer, client: httpx.Client) -> None:
     url = create(client, server, 0, **{"Upload-Metadata": metadata(checksum=checksum_metadata("md5", b""))})
-    assert_complete(client, url, b"")
-    assert head(client, url).headers["repr-digest"] == f"sha-256=:{EMPTY_SHA256}:"
+    assert head(client, url).headers["repr-digest"] == f"md5=:{b64(hashlib.md5(b'').digest())}:"
+    assert client.head(url, headers=WANT_SHA256).headers["repr-digest"] == f"sha-256=:{EMPTY_SHA256}:"
+    assert_complete(client, url, b"", reports="sha256")  # sha-256 now recorded: reported first
 
 
 @pytest.mark.parametrize(
@@ -292,7 +336,7 @@ def test_deferred_length_declared_equal_to_offset_is_verified(server: TusServer,
     assert "repr-digest" not in head(client, url).headers
     response = patch(client, url, len(DATA), b"", **{"Upload-Length": str(len(DATA))})
     assert response.status_code == 204, response.text
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports="sha256")
 
 
 def test_deferred_length_declared_equal_to_offset_mismatch_resets(server: TusServer, client: httpx.Client) -> None:
@@ -301,7 +345,7 @@ def test_deferred_length_declared_equal_to_offset_mismatch_resets(server: TusSer
     assert_mismatch(patch(client, url, len(DATA), b"", **{"Upload-Length": str(len(DATA))}))
     assert_reset(client, url, len(DATA))  # the declared length stays
     assert patch(client, url, 0, DATA).status_code == 204
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports="sha1")
 
 
 def test_deferred_length_declared_with_the_last_bytes_mismatch(server: TusServer, client: httpx.Client) -> None:
@@ -332,7 +376,7 @@ def test_final_concatenation_with_checksum(server: TusServer, client: httpx.Clie
         },
     )
     assert response.status_code == 201, response.text
-    assert_complete(client, response.headers["location"], DATA)
+    assert_complete(client, response.headers["location"], DATA, reports="sha256")
 
 
 def test_final_concatenation_checksum_mismatch_removes_final_keeps_partials(
@@ -347,11 +391,11 @@ def test_final_concatenation_checksum_mismatch_removes_final_keeps_partials(
     assert_mismatch(response)
     assert entries(own_server) == before  # the final is gone
     for url, part in zip(urls, parts, strict=True):
-        assert_complete(client, url, part)
+        assert_complete(client, url, part, reports=None)  # the partials declared nothing
     # Concatenating again, in the right order, works.
     response = client.post(own_server.url, headers={**TUS, "Upload-Concat": "final;" + " ".join(urls), **declared})
     assert response.status_code == 201, response.text
-    assert_complete(client, response.headers["location"], DATA)
+    assert_complete(client, response.headers["location"], DATA, reports="sha256")
 
 
 # --- declarations refused at creation ---------------------------------------------------------
@@ -427,7 +471,7 @@ def test_tuspy_with_metadata_checksum(server: TusServer, client: httpx.Client) -
         )
         uploader.upload()
     assert uploader.url is not None
-    assert_complete(client, uploader.url, DATA)
+    assert_complete(client, uploader.url, DATA, reports="sha256")
 
 
 def test_tuspy_with_wrong_metadata_checksum_fails_then_resumes(server: TusServer, client: httpx.Client) -> None:
@@ -447,7 +491,7 @@ def test_tuspy_with_wrong_metadata_checksum_fails_then_resumes(server: TusServer
         again = tus_client.TusClient(server.url).uploader(file_stream=good, url=url, chunk_size=64 * 1024)
         assert again.offset == 0
         again.upload()
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports="sha256")
 
 
 def test_tuspy_with_unsupported_checksum_is_refused(server: TusServer) -> None:
@@ -490,6 +534,9 @@ def test_raw_httpx_client_repr_digest_round_trip(server: TusServer) -> None:
         assert response.headers["repr-digest"] == f"sha-512=:{b64(hashlib.sha512(DATA).digest())}:"
         downloaded = http.get(url)
         assert downloaded.content == DATA
+        assert downloaded.headers["repr-digest"] == f"sha-512=:{b64(hashlib.sha512(DATA).digest())}:"  # the declared
+        downloaded = http.get(url, headers={"Want-Repr-Digest": "sha-256=10"})
+        assert downloaded.content == DATA
         assert downloaded.headers["repr-digest"] == sha256_field(DATA)
 
 
@@ -517,7 +564,7 @@ def test_uppy_style_metadata(server: TusServer, client: httpx.Client, wrong: boo
         assert_reset(client, url, len(DATA))
         return
     assert response.status_code == 204
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports="sha256")
     assert stored_info(server, url)["MetaData"]["caption"] == ""
     assert stored_info(server, url)["MetaData"]["flag"] == ""
 
@@ -533,20 +580,50 @@ def test_uppy_style_metadata(server: TusServer, client: httpx.Client, wrong: boo
         ("md5=3", "md5"),
         ("sha=1", "sha1"),
         ("sha-512=0, sha-256=1", "sha256"),
-        ("sha3-256=10", "sha256"),  # nothing we support: the default
-        ("unixsum=10, id-sha-512=5", "sha256"),
-        ("garbage;;", "sha256"),
+        ("sha3-256=10", None),  # nothing we support, and nothing recorded: no digest
+        ("unixsum=10, id-sha-512=5", None),
+        ("garbage;;", None),
     ],
 )
 @pytest.mark.parametrize("method", ["HEAD", "GET"])
-def test_want_repr_digest(server: TusServer, client: httpx.Client, want: str, algorithm: str, method: str) -> None:
+def test_want_repr_digest(
+    server: TusServer, client: httpx.Client, want: str, algorithm: str | None, method: str
+) -> None:
     url = create(client, server, len(DATA))
     assert patch(client, url, 0, DATA).status_code == 204
     response = client.request(method, url, headers={**TUS, "Want-Repr-Digest": want})
     assert response.status_code == 200
+    if algorithm is None:
+        assert "repr-digest" not in response.headers
+        assert "Digests" not in stored_info(server, url)  # nothing computed either
+        return
     assert response.headers["repr-digest"] == repr_digest(algorithm, DATA)
-    # Computed on demand once, then recorded.
-    assert stored_info(server, url)["Digests"][algorithm] == b64(hashlib.new(algorithm, DATA).digest())
+    # Computed on demand once, then recorded (and so reported unasked).
+    assert stored_info(server, url)["Digests"] == {algorithm: b64(hashlib.new(algorithm, DATA).digest())}
+    assert head(client, url).headers["repr-digest"] == repr_digest(algorithm, DATA)
+
+
+@pytest.mark.parametrize("want", ["sha3-256=10", "unixsum=10, id-sha-512=5", "garbage;;"])
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_want_repr_digest_unsupported_reports_the_declared_digest(
+    server: TusServer, client: httpx.Client, want: str, method: str
+) -> None:
+    url = create(client, server, len(DATA), **{"Upload-Metadata": metadata(checksum=checksum_metadata("md5", DATA))})
+    assert patch(client, url, 0, DATA).status_code == 204
+    response = client.request(method, url, headers={**TUS, "Want-Repr-Digest": want})
+    assert response.status_code == 200
+    assert response.headers["repr-digest"] == repr_digest("md5", DATA)
+    assert stored_info(server, url)["Digests"] == {"md5": b64(hashlib.md5(DATA).digest())}
+
+
+def test_sha256_once_recorded_is_reported_before_the_declared_digest(server: TusServer, client: httpx.Client) -> None:
+    url = create(client, server, len(DATA), **{"Repr-Digest": repr_digest("sha512", DATA)})
+    assert patch(client, url, 0, DATA).status_code == 204
+    assert head(client, url).headers["repr-digest"] == repr_digest("sha512", DATA)
+    assert client.head(url, headers=WANT_SHA256).headers["repr-digest"] == sha256_field(DATA)
+    assert head(client, url).headers["repr-digest"] == sha256_field(DATA)
+    wanted = client.head(url, headers={**TUS, "Want-Repr-Digest": "sha-512=10"})
+    assert wanted.headers["repr-digest"] == repr_digest("sha512", DATA)  # still there when asked for
 
 
 # --- lost hashing state: restart mid-upload ----------------------------------------------------
@@ -580,7 +657,7 @@ def test_restart_mid_upload_rereads_and_verifies(
         assert_reset(client, url, len(DATA))
         return
     assert response.status_code == 204, response.text
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports="sha256")
 
 
 def test_restart_before_any_byte_needs_no_reread(make_server: Callable[..., TusServer], client: httpx.Client) -> None:
@@ -589,7 +666,7 @@ def test_restart_before_any_byte_needs_no_reread(make_server: Callable[..., TusS
     second, log_start = _restart(make_server, first)
     url = url.replace(first.origin, second.origin)
     assert upload_in_chunks(client, url, DATA).status_code == 204
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports="sha256")
     assert "re-reading upload" not in second.log()[log_start:]
 
 
@@ -603,7 +680,7 @@ def test_upload_without_restart_is_hashed_as_it_arrives(
         chunk = DATA[offset : offset + size]
         extra = {"Upload-Checksum": f"sha1 {b64(hashlib.sha1(chunk).digest())}"} if per_request_checksum else {}
         assert patch(client, url, offset, chunk, **extra).status_code == 204
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports="sha512")
     assert f"re-reading upload {upload_id(url)}" not in server.log()
 
 
@@ -619,7 +696,7 @@ def test_rejected_per_request_checksum_does_not_poison_the_running_hash(
     assert bad.status_code == 460
     assert patch(client, url, 0, DATA[:half]).status_code == 204
     assert patch(client, url, half, DATA[half:]).status_code == 204
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports="sha256")
     assert f"re-reading upload {upload_id(url)}" not in server.log()
 
 
@@ -627,7 +704,7 @@ def test_rejected_per_request_checksum_does_not_poison_the_running_hash(
 
 
 def _write_unverified(upload_dir: Path, upload_id_: str, data: bytes, declared: dict[str, bytes]) -> None:
-    """A finished upload as tusd (or a crash before the info rewrite) leaves it: no Digests."""
+    """A finished upload as tusd (or a crash before the info rewrite) leaves it: no Digests, no Finished."""
     upload_dir.mkdir(parents=True, exist_ok=True)
     (upload_dir / upload_id_).write_bytes(data)
     document = {
@@ -654,12 +731,24 @@ def test_unverified_complete_upload_is_verified_when_loaded(
     _write_unverified(upload_dir, "a" * 32, DATA, {})
     _write_unverified(upload_dir, "b" * 32, DATA, {"sha256": hashlib.sha256(DATA).digest()})
     server = make_server(upload_dir=upload_dir)
-    for upload_id_ in ("a" * 32, "b" * 32):
-        response = client.request(method, server.url + upload_id_, headers=TUS)
-        assert response.status_code == 200
-        assert response.headers["repr-digest"] == sha256_field(DATA)
-        assert f"re-reading upload {upload_id_}" in server.log()
-        assert_complete(client, server.url + upload_id_, DATA)
+    # Declared nothing: finished as it is, nothing to re-read, no digest unasked.
+    response = client.request(method, server.url + "a" * 32, headers=TUS)
+    assert response.status_code == 200
+    assert "repr-digest" not in response.headers
+    assert response.content == (DATA if method == "GET" else b"")
+    assert f"re-reading upload {'a' * 32}" not in server.log()
+    recorded = json.loads((upload_dir / f"{'a' * 32}.info").read_text())
+    assert recorded["Finished"] is True and "Digests" not in recorded
+    assert_complete(client, server.url + "a" * 32, DATA, reports=None)
+    # Declared sha-256: re-read and verified on first load.
+    response = client.request(method, server.url + "b" * 32, headers=TUS)
+    assert response.status_code == 200
+    assert response.headers["repr-digest"] == sha256_field(DATA)
+    assert response.content == (DATA if method == "GET" else b"")
+    assert f"re-reading upload {'b' * 32}" in server.log()
+    recorded = json.loads((upload_dir / f"{'b' * 32}.info").read_text())
+    assert recorded["Finished"] is True and recorded["Digests"] == {"sha256": b64(hashlib.sha256(DATA).digest())}
+    assert_complete(client, server.url + "b" * 32, DATA, reports="sha256")
 
 
 @pytest.mark.parametrize("method", ["HEAD", "GET"])
@@ -675,4 +764,4 @@ def test_unverified_complete_upload_with_wrong_declared_digest_never_looks_compl
         assert response.status_code == 404  # reset: nothing finished to download
     assert_reset(client, url, len(DATA))
     assert patch(client, url, 0, DATA).status_code == 204
-    assert_complete(client, url, DATA)
+    assert_complete(client, url, DATA, reports="sha256")

@@ -1,5 +1,10 @@
 """Whole-file digests: hashed while bytes arrive, verified when an upload completes.
 
+Only the algorithms a client declared are hashed while bytes arrive: hashing
+every byte costs as much CPU as storing it (sha-256 took W1 from ~1,300 to
+~870 MB/s). A digest nobody declared is computed when a client first asks for
+it (Want-Repr-Digest), from the stored bytes, and recorded.
+
 Each upload in progress in this process keeps running hashers, positioned at
 the offset they have seen. A request resumes them only if the stored offset
 is still that offset; otherwise (restart, another worker wrote meanwhile, a
@@ -32,7 +37,7 @@ log = logging.getLogger("tusd_py")
 
 
 def tracked_algorithms(info: UploadInfo) -> list[str]:
-    return [DEFAULT_ALGORITHM, *(name for name in info.declared_digests if name != DEFAULT_ALGORITHM)]
+    return list(info.declared_digests)
 
 
 class Completion:
@@ -44,6 +49,8 @@ class Completion:
 
     def resume(self, info: UploadInfo) -> Hashers | None:
         """Hashers that have seen exactly the stored bytes, or None if that state was lost."""
+        if not info.declared_digests:
+            return {}  # nothing to hash
         offset, hashers = self._running.pop(info.id, (-1, {}))
         if offset == info.offset:
             return hashers
@@ -52,7 +59,7 @@ class Completion:
         return None
 
     def keep(self, upload_id: str, offset: int, hashers: Hashers | None) -> None:
-        if hashers is None:
+        if not hashers:
             return
         self._running[upload_id] = (offset, hashers)
         while len(self._running) > self.capacity:  # bounded: a lost state only costs a re-read
@@ -65,7 +72,9 @@ class Completion:
         """Verify a complete upload and record its digests; raises 460 on a mismatch."""
         hashers = self.resume(info)
         algorithms = tracked_algorithms(info)
-        if hashers is not None and all(name in hashers for name in algorithms):
+        if not algorithms:
+            digests: Digests = {}
+        elif hashers is not None and all(name in hashers for name in algorithms):
             digests = {name: hashers[name].digest() for name in algorithms}
         else:
             # The running state was lost (restart, another worker, a failed write).
@@ -77,15 +86,23 @@ class Completion:
             else:
                 await self.store.reset(info.id)
             raise checksum_mismatch("the upload's bytes do not match the declared checksum")
-        info = replace(info, digests=digests)
+        info = replace(info, digests=digests, finished=True)
         await self.store.update_info(info)
         return info
 
+    @staticmethod
+    def must_read(info: UploadInfo, wanted: list[str]) -> bool:
+        """Whether `digests_for` would read the stored bytes to answer `wanted`."""
+        return bool(wanted) and wanted[0] not in info.digests
+
     async def digests_for(self, info: UploadInfo, wanted: list[str]) -> tuple[UploadInfo, Digests]:
-        """The digests to report for a verified upload: the first wanted algorithm
-        (computed now if it never was), else the default."""
-        name = wanted[0] if wanted else DEFAULT_ALGORITHM
-        if name not in info.digests:
+        """The digest to report for a verified upload: the first wanted algorithm
+        (computed now if it never was), else one already recorded, else none."""
+        if not wanted:
+            recorded = DEFAULT_ALGORITHM if DEFAULT_ALGORITHM in info.digests else next(iter(info.digests), None)
+            return info, {} if recorded is None else {recorded: info.digests[recorded]}
+        name = wanted[0]
+        if self.must_read(info, wanted):
             computed = await self.store.read_digests(info.id, [name])
             info = replace(info, digests={**info.digests, **computed})
             await self.store.update_info(info)

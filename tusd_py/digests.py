@@ -22,7 +22,7 @@ import re
 from .checksum import ALGORITHMS
 from .errors import TusError, bad_request
 
-# Computed for every upload, so every completed upload can answer Repr-Digest.
+# Reported first when several digests are recorded and the client asks for none.
 DEFAULT_ALGORITHM = "sha256"
 
 # RFC 9530 names (IANA "Hash Algorithms for HTTP Digest Fields") <-> tus names.

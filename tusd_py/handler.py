@@ -288,8 +288,8 @@ class TusHandler:
         async with self._hold(upload_id):
             info = await self._load(upload_id)
             headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
-            if info.verified:
-                headers["Repr-Digest"] = await self._repr_digest(request, info)
+            if info.verified and (digest := await self._repr_digest(request, info)):
+                headers["Repr-Digest"] = digest
         if info.size is None:
             headers["Upload-Defer-Length"] = "1"
         else:
@@ -420,27 +420,41 @@ class TusHandler:
         await self.events.accessing(info, request_info(request))
         if not info.verified:
             raise TusError(404, "ERR_UPLOAD_NOT_FINISHED", "upload is not finished, nothing to download yet")
-        tag = download.etag(info.digests[digests.DEFAULT_ALGORITHM])
-        if download.none_match(request.headers.get("if-none-match"), tag):
-            return _response(304, {"ETag": tag})
         try:
             stored = await self.store.stored_bytes(upload_id)
         except UploadNotFound:
             raise upload_not_found() from None
+        tag = download.etag(stored)
+        if download.none_match(request.headers.get("if-none-match"), tag):
+            return _response(304, {"ETag": tag})
         media = download.media_type(info.metadata.get("filetype"))
         headers = {
             "Tus-Resumable": protocol.TUS_VERSION,
             "X-Content-Type-Options": "nosniff",
             "Content-Disposition": download.content_disposition(media, info.metadata.get("filename")),
             "ETag": tag,
-            "Repr-Digest": await self._repr_digest(request, info),
         }
+        if self.completion.must_read(info, self._wanted_digests(request)):
+            # Computing a digest reads every byte and records it: never beside a DELETE.
+            async with self._hold(upload_id, interrupt=False):
+                info = await self._load(upload_id)
+                digest = await self._repr_digest(request, info)
+        else:
+            digest = await self._repr_digest(request, info)
+        if digest:
+            headers["Repr-Digest"] = digest
         return download.response(stored, request.headers, media, headers)
 
     async def _repr_digest(self, request: Request, info: UploadInfo) -> str:
-        wanted = digests.parse_want_repr_digest(request.headers.get("want-repr-digest"))
-        _, reported = await self.completion.digests_for(info, wanted)
+        """Repr-Digest of a verified upload: the algorithm Want-Repr-Digest prefers
+        (computed once if need be: the caller holds the lock), else a recorded digest,
+        else "" (none known)."""
+        _, reported = await self.completion.digests_for(info, self._wanted_digests(request))
         return digests.format_repr_digest(reported)
+
+    @staticmethod
+    def _wanted_digests(request: Request) -> list[str]:
+        return digests.parse_want_repr_digest(request.headers.get("want-repr-digest"))
 
     # --- DELETE ------------------------------------------------------------------------
 
@@ -484,7 +498,7 @@ class TusHandler:
     async def _load(self, upload_id: str) -> UploadInfo:
         """The upload's info, for a holder of its lock.
 
-        A complete upload whose digests were never recorded (a crash during
+        A complete upload whose completion never ran to the end (a crash during
         completion, or an upload written by tusd) is verified here first, so
         an upload that failed its declared checksum never looks complete.
         """

@@ -676,9 +676,9 @@ class IetfHandler:
             headers["Upload-Length"] = str(info.size)
         if draft.has_limits:
             headers["Upload-Limit"] = self._limits(draft, info)
-        if info.verified:
+        if info.verified and (digest := await self.tus._repr_digest(request, info)):
             # I-DIG-1: the digest of the completed representation (Want-Repr-Digest's choice).
-            headers["Repr-Digest"] = await self.tus._repr_digest(request, info)
+            headers["Repr-Digest"] = digest
         return headers
 
     def _limits(self, draft: Draft, info: UploadInfo | None) -> str:

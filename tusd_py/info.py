@@ -25,11 +25,13 @@ class UploadInfo:
     is_final: bool = False
     partial_uploads: tuple[str, ...] = ()
     storage: dict[str, str] = field(default_factory=dict)
-    # Whole-file digests the client declared at creation (all must match), and
-    # the digests computed when the upload completed (empty until then). Not
-    # tusd fields: tusd ignores them, as we ignore fields we do not know.
+    # Whole-file digests the client declared at creation (all must match), the
+    # digests computed (at completion: the declared algorithms; later, any a
+    # client asked for), and whether completion ran (declared digests matched).
+    # Not tusd fields: tusd ignores them, as we ignore fields we do not know.
     declared_digests: dict[str, bytes] = field(default_factory=dict)
     digests: dict[str, bytes] = field(default_factory=dict)
+    finished: bool = False
     # When bytes were last stored (unix time); drives sliding expiration. The
     # store derives it (the file store from the data file's mtime); it is not
     # part of the .info document.
@@ -51,8 +53,8 @@ class UploadInfo:
 
     @property
     def verified(self) -> bool:
-        """Complete, and its digests computed (and any declared ones matched)."""
-        return self.is_complete and bool(self.digests)
+        """Complete, and completion ran: any declared digests matched."""
+        return self.is_complete and self.finished
 
 
 def encode(info: UploadInfo) -> bytes:
@@ -76,6 +78,8 @@ def document(info: UploadInfo) -> dict[str, Any]:
         fields["DeclaredDigests"] = digest_codec.encode_map(info.declared_digests)
     if info.digests:
         fields["Digests"] = digest_codec.encode_map(info.digests)
+    if info.finished:
+        fields["Finished"] = True
     return fields
 
 
@@ -101,7 +105,9 @@ def decode(raw: bytes) -> UploadInfo:
             partial_uploads=tuple(str(p) for p in partial_uploads),
             storage={str(k): str(v) for k, v in storage.items()},
             declared_digests=digest_codec.decode_map(fields.get("DeclaredDigests")),
-            digests=digest_codec.decode_map(fields.get("Digests")),
+            digests=(digests := digest_codec.decode_map(fields.get("Digests"))),
+            # Before "Finished" existed, completion always recorded a sha256 digest.
+            finished=bool(fields.get("Finished", False)) or bool(digests),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"malformed upload info document: {exc}") from None

@@ -14,13 +14,16 @@ request stops well within 3 s).
 A lock file lives as long as its upload (creating and deleting one per request
 cost ~50 us): the holder that sees the upload gone deletes it (`discard`), and a
 new holder checks that the file it locked is still the one at the path, so two
-processes can never hold "the same" lock on different inodes.
+processes can never hold "the same" lock on different inodes. The descriptors
+of recently used lock files stay open (a bounded LRU), so an uncontended lock
+costs flock, stat and flock again instead of also an open and a close.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,6 +35,8 @@ from ..fsutil import remove_if_present
 from .base import _ignore
 from .memory import Acquisition, MemoryLocker
 
+_REMOVED = -1  # the inode recorded for a held lock file that `discard` removed
+
 
 class FileLocker:
     def __init__(
@@ -41,6 +46,7 @@ class FileLocker:
         *,
         holder_poll: float = 0.25,
         acquirer_poll: float = 0.05,
+        open_files: int = 128,
     ) -> None:
         self.directory = Path(directory).absolute()
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -50,6 +56,10 @@ class FileLocker:
         self._local = MemoryLocker(acquire_timeout)
         # Holders that want to hear release requests, polled by run().
         self._watched: dict[str, Callable[[], None]] = {}
+        # Lock files kept open: upload id -> (descriptor, inode), while held and after.
+        self._held: dict[str, tuple[int, int]] = {}
+        self._idle: OrderedDict[str, tuple[int, int]] = OrderedDict()  # least recently used first
+        self._open_files = open_files
 
     @asynccontextmanager
     async def hold(
@@ -57,15 +67,16 @@ class FileLocker:
     ) -> AsyncIterator[None]:
         deadline = anyio.current_time() + self.acquire_timeout
         async with self._local.queue(upload_id, on_release_request, interrupt=interrupt) as state:
-            fd = await self._acquire(upload_id, deadline, state)
+            watch = on_release_request is not _ignore
+            await self._acquire(upload_id, deadline, state, watch)
             state.acquired = True
-            if on_release_request is not _ignore:
+            if watch:
                 self._watched[upload_id] = on_release_request
             try:
                 yield
             finally:
                 self._watched.pop(upload_id, None)
-                self._release(upload_id, fd)
+                self._release(upload_id)
 
     async def run(self) -> None:
         """Pass release requests from other processes to our holders (runs for the app's life)."""
@@ -81,32 +92,45 @@ class FileLocker:
     def _stop_path(self, upload_id: str) -> str:
         return f"{self.directory}/{upload_id}.stop"
 
-    def _try_lock(self, upload_id: str) -> int | None:
+    def _try_lock(self, upload_id: str) -> bool:
         path = self._lock_path(upload_id)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        try:
-            current = os.stat(path)
-        except FileNotFoundError:
-            current = None
-        if current is None or current.st_ino != os.fstat(fd).st_ino:
-            os.close(fd)  # the previous holder removed this file: lock the new one
-            return None
-        return fd
+        kept = self._idle.pop(upload_id, None)
+        for _ in range(2):  # a kept descriptor may be of a removed file: then once more, freshly opened
+            if kept is None:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                kept = fd, os.fstat(fd).st_ino
+            fd, inode = kept
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._keep_idle(upload_id, kept)
+                return False
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == inode:
+                self._held[upload_id] = kept
+                return True
+            os.close(fd)  # the previous holder removed this file: lock the one at the path now
+            kept = None
+        return False
 
-    async def _acquire(self, upload_id: str, deadline: float, state: Acquisition) -> int:
+    def _keep_idle(self, upload_id: str, kept: tuple[int, int]) -> None:
+        self._idle[upload_id] = kept
+        while len(self._idle) > self._open_files:
+            os.close(self._idle.popitem(last=False)[1][0])
+
+    async def _acquire(self, upload_id: str, deadline: float, state: Acquisition, watch: bool) -> None:
         stop = self._stop_path(upload_id)
         asked = False
         while True:
-            fd = self._try_lock(upload_id)
-            if fd is not None:
-                if asked or os.path.exists(stop):
-                    remove_if_present(stop)  # our request (if any) was heard
-                return fd
+            if self._try_lock(upload_id):
+                # A stop file left behind would stop a watching holder: clear it. Our own
+                # request (if any) was heard.
+                if asked or (watch and os.path.exists(stop)):
+                    remove_if_present(stop)
+                return
             if state.interrupt:
                 os.close(os.open(stop, os.O_WRONLY | os.O_CREAT, 0o644))
                 asked = True
@@ -116,11 +140,21 @@ class FileLocker:
                 raise lock_timeout()
             await anyio.sleep(self.acquirer_poll)
 
-    def _release(self, upload_id: str, fd: int) -> None:
-        os.close(fd)  # closing drops the flock; the lock file stays for the upload's next request
+    def _release(self, upload_id: str) -> None:
+        fd, inode = self._held.pop(upload_id)
+        if inode == _REMOVED:
+            os.close(fd)
+            return
+        fcntl.flock(fd, fcntl.LOCK_UN)  # the lock file stays for the upload's next request
+        self._keep_idle(upload_id, (fd, inode))
 
     def discard(self, upload_id: str) -> None:
         # Safe while others wait on the old file: a new holder checks that the file
         # it locked is still the one at the path (_try_lock).
+        idle = self._idle.pop(upload_id, None)
+        if idle is not None:
+            os.close(idle[0])
+        if upload_id in self._held:
+            self._held[upload_id] = (self._held[upload_id][0], _REMOVED)  # closed on release
         remove_if_present(self._lock_path(upload_id))
         remove_if_present(self._stop_path(upload_id))

@@ -240,7 +240,7 @@ class S3Store:
 
     async def get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
         info, info_modified = await self._read_info(upload_id)
-        listing = None if info.digests else await self._list(info)
+        listing = None if info.finished else await self._list(info)
         if listing is None:
             # Complete: the multipart upload became the object.
             try:
@@ -293,7 +293,7 @@ class S3Store:
 
     async def update_info(self, info: UploadInfo) -> None:
         await self._put_info(info)
-        if info.is_complete and not info.digests:
+        if info.is_complete and not info.finished:
             # A length declared at the offset already stored: the upload is complete now.
             listing = await self._list(info)
             if listing is not None:
@@ -337,7 +337,7 @@ class S3Store:
         info, _ = await self._read_info(upload_id)
         await self._discard_bytes(info)
         storage = self._storage_fields(upload_id, await self._new_multipart(info))
-        await self._put_info(replace(info, offset=0, storage=storage, digests={}))
+        await self._put_info(replace(info, offset=0, storage=storage, digests={}, finished=False))
 
     async def terminate(self, upload_id: str) -> None:
         try:
