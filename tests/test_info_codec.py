@@ -265,7 +265,8 @@ def test_encode_is_utf8_json_bytes() -> None:
 
 
 def test_finished_flag_round_trips_and_makes_a_complete_upload_verified() -> None:
-    info = UploadInfo(id="done", size=3, offset=3, declared_digests={"md5": b"\x01" * 16}, digests={"md5": b"\x01" * 16})
+    md5 = {"md5": b"\x01" * 16}
+    info = UploadInfo(id="done", size=3, offset=3, declared_digests=md5, digests=md5)
     assert not info.verified  # complete, but completion has not run
     finished = decode(encode(replace(info, finished=True)))
     assert finished.finished and finished.verified
