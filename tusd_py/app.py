@@ -13,7 +13,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from . import log_format, malloc_tuning
+from . import log_format, process_tuning
 from .asgi import Routes, TusApp
 from .config import Config
 from .cors import CorsPolicy
@@ -167,7 +167,7 @@ CONFIG_ENVIRONMENT_VARIABLE = "TUSD_PY_CONFIG"
 
 def app_from_environment() -> TusApp:
     """App factory for worker processes: the CLI passes its Config as JSON."""
-    malloc_tuning.tune()  # a spawned worker is a fresh process
+    process_tuning.tune()  # a spawned worker is a fresh process
     config = Config(**json.loads(os.environ[CONFIG_ENVIRONMENT_VARIABLE]))
     # A spawned worker starts with Python's default logging (WARNING, no formatter):
     # configure it as the CLI configured the supervisor, or its request log is lost.

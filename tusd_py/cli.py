@@ -15,7 +15,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from . import __version__, log_format, malloc_tuning
+from . import __version__, log_format, process_tuning
 from .config import HEADER_TIMEOUT_VARIABLE, MAX_HEADER_SIZE_VARIABLE, Config
 from .flags import (
     Flag,
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tusd-py: {error}\n{usage('tusd-py', FLAGS)}", file=sys.stderr)
         return 2
     log_format.configure(config.log_format, config.verbose)
-    malloc_tuning.tune()
+    process_tuning.tune()
     try:
         sock = _bind(config)
     except OSError as error:

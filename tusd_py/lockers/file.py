@@ -15,7 +15,7 @@ A lock file lives as long as its upload (creating and deleting one per request
 cost ~50 us): the holder that sees the upload gone deletes it (`discard`), and a
 new holder checks that the file it locked is still the one at the path, so two
 processes can never hold "the same" lock on different inodes. The descriptors
-of recently used lock files stay open (a bounded LRU), so an uncontended lock
+of recently used lock files stay open (an LRU bounded by the open-file limit), so an uncontended lock
 costs flock, stat and flock again instead of also an open and a close.
 """
 
@@ -32,6 +32,7 @@ import anyio
 
 from ..errors import lock_timeout
 from ..fsutil import remove_if_present
+from ..process_tuning import open_file_limit
 from .base import _ignore
 from .memory import Acquisition, MemoryLocker
 
@@ -46,7 +47,7 @@ class FileLocker:
         *,
         holder_poll: float = 0.25,
         acquirer_poll: float = 0.05,
-        open_files: int = 128,
+        open_files: int | None = None,
     ) -> None:
         self.directory = Path(directory).absolute()
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,8 @@ class FileLocker:
         # Lock files kept open: upload id -> (descriptor, inode), while held and after.
         self._held: dict[str, tuple[int, int]] = {}
         self._idle: OrderedDict[str, tuple[int, int]] = OrderedDict()  # least recently used first
-        self._open_files = open_files
+        # An eighth of the process's descriptors at most: connections need the rest.
+        self._open_files = open_files if open_files is not None else min(4096, open_file_limit() // 8)
 
     @asynccontextmanager
     async def hold(

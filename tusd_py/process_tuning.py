@@ -1,4 +1,11 @@
-"""glibc malloc settings for a process that streams request bodies.
+"""Process-wide settings for a server that streams request bodies and keeps
+lock files open: glibc's malloc thresholds, and the open-file limit.
+
+The open-file limit: the soft limit is raised to the hard one, as the Go
+runtime does for tusd, so connections and kept lock-file descriptors
+(lockers/file.py) do not run into a distribution's default of 1,024.
+
+glibc malloc:
 
 uvicorn hands a body over in messages of up to a few hundred KiB, each
 allocated and freed once. glibc's default thresholds move with use: after such
@@ -21,6 +28,11 @@ from __future__ import annotations
 import ctypes
 import sys
 
+try:
+    import resource
+except ImportError:  # not on every platform
+    resource = None  # type: ignore[assignment]
+
 M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
 TRIM_THRESHOLD = 4 << 20
@@ -32,9 +44,33 @@ _tuned = False
 def tune() -> None:
     """Apply the settings once per process (the CLI, and each spawned worker)."""
     global _tuned
-    if _tuned or not sys.platform.startswith("linux"):
+    if _tuned:
         return
     _tuned = True
+    _raise_open_file_limit()
+    if sys.platform.startswith("linux"):
+        _tune_malloc()
+
+
+def open_file_limit() -> int:
+    if resource is None:
+        return 1024
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def _raise_open_file_limit() -> None:
+    if resource is None:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # a limit we may not raise stays as it is
+
+
+def _tune_malloc() -> None:
     try:
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018 - glibc only: musl's mallopt is a no-op stub anyway
