@@ -26,6 +26,7 @@ Setting either also turns off glibc's dynamic adjustment. Only on glibc
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 
 try:
@@ -48,6 +49,7 @@ def tune() -> None:
         return
     _tuned = True
     _raise_open_file_limit()
+    _grow_descriptor_table()
     if sys.platform.startswith("linux"):
         _tune_malloc()
 
@@ -68,6 +70,32 @@ def _raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass  # a limit we may not raise stays as it is
+
+
+def descriptor_table_size() -> int:
+    """Descriptors the table is grown to at start: room for the kept lock files and connections."""
+    return min(open_file_limit(), 8192)
+
+
+def _grow_descriptor_table() -> None:
+    # The kernel grows a process's descriptor table by doubling. In a process with
+    # threads, each growth waits for an RCU grace period (expand_fdtable), which
+    # stalled every request in flight for ~10-30 ms (W3 p99 10 -> 28 ms with lock
+    # files kept open). Grown now, before any thread starts, it never waits.
+    top = descriptor_table_size() - 1
+    if top < 64:
+        return
+    try:
+        source = os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(source, top)
+        os.close(top)
+    except OSError:
+        pass  # a smaller table only costs the stalls
+    finally:
+        os.close(source)
 
 
 def _tune_malloc() -> None:

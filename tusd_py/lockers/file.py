@@ -32,7 +32,7 @@ import anyio
 
 from ..errors import lock_timeout
 from ..fsutil import remove_if_present
-from ..process_tuning import open_file_limit
+from ..process_tuning import descriptor_table_size
 from .base import _ignore
 from .memory import Acquisition, MemoryLocker
 
@@ -60,8 +60,8 @@ class FileLocker:
         # Lock files kept open: upload id -> (descriptor, inode), while held and after.
         self._held: dict[str, tuple[int, int]] = {}
         self._idle: OrderedDict[str, tuple[int, int]] = OrderedDict()  # least recently used first
-        # An eighth of the process's descriptors at most: connections need the rest.
-        self._open_files = open_files if open_files is not None else min(4096, open_file_limit() // 8)
+        # Half the descriptor table grown at start (process_tuning.py): connections need the rest.
+        self._open_files = open_files if open_files is not None else descriptor_table_size() // 2
 
     @asynccontextmanager
     async def hold(
