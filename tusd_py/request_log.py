@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import time
 
+from . import log_format
+
 log = logging.getLogger("tusd_py.requests")
 
 
@@ -25,4 +27,8 @@ def write(method: str, path: str, status: int, started: float, request_id: str) 
         # tusd logs the request id truncated to 36 characters.
         "request_id": request_id[:36],
     }
-    log.info("RequestCompleted", extra={"fields": fields})
+    direct = log_format.direct_writer(log)
+    if direct is not None:
+        direct(log.name, fields)  # the same line, without a LogRecord (log_format.direct_writer)
+    else:
+        log.info("RequestCompleted", extra={"fields": fields})
