@@ -75,6 +75,17 @@ def s3_settings(config: Config) -> S3Settings:
     )
 
 
+def cors_policy(config: Config) -> CorsPolicy:
+    return CorsPolicy(
+        allow_origin=config.cors_allow_origin,
+        allow_credentials=config.cors_allow_credentials,
+        allow_methods=config.cors_allow_methods,
+        allow_headers=config.cors_allow_headers,
+        expose_headers=config.cors_expose_headers,
+        max_age=config.cors_max_age,
+    )
+
+
 def build_store(config: Config) -> DataStore:
     if config.s3_bucket:
         from .stores.s3 import S3Store  # boto3 is imported only when S3 is used
@@ -149,17 +160,7 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
         routes.add_page(config.metrics_path, metrics.endpoint)
     if config.show_greeting and config.base_path != "/":
         routes.add_page("/", greeting)
-    cors = None
-    if not config.disable_cors:
-        cors = CorsPolicy(
-            allow_origin=config.cors_allow_origin,
-            allow_credentials=config.cors_allow_credentials,
-            allow_methods=config.cors_allow_methods,
-            allow_headers=config.cors_allow_headers,
-            expose_headers=config.cors_expose_headers,
-            max_age=config.cors_max_age,
-        )
-    return TusApp(routes, cors, lifespan)
+    return TusApp(routes, None if config.disable_cors else cors_policy(config), lifespan)
 
 
 CONFIG_ENVIRONMENT_VARIABLE = "TUSD_PY_CONFIG"
