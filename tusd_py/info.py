@@ -83,8 +83,10 @@ def document(info: UploadInfo) -> dict[str, Any]:
     return fields
 
 
-def decode(raw: bytes) -> UploadInfo:
-    """Parse a `.info` document; raises ValueError if it is not one."""
+def decode(raw: bytes, *, offset: int | None = None, updated_at: float = 0.0) -> UploadInfo:
+    """Parse a `.info` document; raises ValueError if it is not one. A store that
+    knows the offset (the file store: the data file's size) passes it, and when
+    bytes were last stored, instead of building the info twice."""
     fields = json.loads(raw)
     if not isinstance(fields, dict) or not isinstance(fields.get("ID"), str):
         raise ValueError("not a tus upload info document")
@@ -98,7 +100,7 @@ def decode(raw: bytes) -> UploadInfo:
         return UploadInfo(
             id=fields["ID"],
             size=None if deferred else int(fields.get("Size", 0)),
-            offset=int(fields.get("Offset", 0)),
+            offset=int(fields.get("Offset", 0)) if offset is None else offset,
             metadata={str(k): "" if v is None else str(v) for k, v in metadata.items()},
             is_partial=bool(fields.get("IsPartial", False)),
             is_final=bool(fields.get("IsFinal", False)),
@@ -108,6 +110,7 @@ def decode(raw: bytes) -> UploadInfo:
             digests=(digests := digest_codec.decode_map(fields.get("Digests"))),
             # Before "Finished" existed, completion always recorded a sha256 digest.
             finished=bool(fields.get("Finished", False)) or bool(digests),
+            updated_at=updated_at,
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"malformed upload info document: {exc}") from None

@@ -97,16 +97,17 @@ class FileStore:
 
     def _load(self, upload_id: str, settle: bool = True) -> UploadInfo:
         try:
-            info = info_codec.decode(_read_small(self.info_path(upload_id)))
-        except (OSError, ValueError) as exc:
+            raw = _read_small(self.info_path(upload_id))
+        except OSError as exc:
             raise UploadNotFound(upload_id) from exc
         if settle:
             self._apply_rollback(upload_id)
         try:
             stat = os.stat(self.data_path(upload_id))
-        except OSError as exc:
+            info = info_codec.decode(raw, offset=stat.st_size, updated_at=stat.st_mtime)
+        except (OSError, ValueError) as exc:
             raise UploadNotFound(upload_id) from exc
-        return replace(info, id=upload_id, offset=stat.st_size, updated_at=stat.st_mtime)
+        return info if info.id == upload_id else replace(info, id=upload_id)
 
     def _apply_rollback(self, upload_id: str) -> None:
         marker = self._rollback_path(upload_id)
