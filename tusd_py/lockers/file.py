@@ -24,8 +24,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -34,12 +33,12 @@ from ..errors import lock_timeout
 from ..fsutil import remove_if_present
 from ..process_tuning import descriptor_table_size
 from .base import _ignore
-from .memory import Acquisition, MemoryLocker
+from .memory import Acquisition, SharedLocker
 
 _REMOVED = -1  # the inode recorded for a held lock file that `discard` removed
 
 
-class FileLocker:
+class FileLocker(SharedLocker):
     def __init__(
         self,
         directory: str | os.PathLike[str],
@@ -49,12 +48,11 @@ class FileLocker:
         acquirer_poll: float = 0.05,
         open_files: int | None = None,
     ) -> None:
+        super().__init__(acquire_timeout)
         self.directory = Path(directory).absolute()
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.acquire_timeout = acquire_timeout
         self.holder_poll = holder_poll
         self.acquirer_poll = acquirer_poll
-        self._local = MemoryLocker(acquire_timeout)
         # Holders that want to hear release requests, polled by run().
         self._watched: dict[str, Callable[[], None]] = {}
         # Lock files kept open: upload id -> (descriptor, inode), while held and after.
@@ -62,23 +60,6 @@ class FileLocker:
         self._idle: OrderedDict[str, tuple[int, int]] = OrderedDict()  # least recently used first
         # Half the descriptor table grown at start (process_tuning.py): connections need the rest.
         self._open_files = open_files if open_files is not None else descriptor_table_size() // 2
-
-    @asynccontextmanager
-    async def hold(
-        self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
-    ) -> AsyncIterator[None]:
-        deadline = anyio.current_time() + self.acquire_timeout
-        async with self._local.queue(upload_id, on_release_request, interrupt=interrupt) as state:
-            watch = on_release_request is not _ignore
-            await self._acquire(upload_id, deadline, state, watch)
-            state.acquired = True
-            if watch:
-                self._watched[upload_id] = on_release_request
-            try:
-                yield
-            finally:
-                self._watched.pop(upload_id, None)
-                self._release(upload_id)
 
     async def run(self) -> None:
         """Pass release requests from other processes to our holders (runs for the app's life)."""
@@ -123,7 +104,10 @@ class FileLocker:
         while len(self._idle) > self._open_files:
             os.close(self._idle.popitem(last=False)[1][0])
 
-    async def _acquire(self, upload_id: str, deadline: float, state: Acquisition, watch: bool) -> None:
+    async def _take(
+        self, upload_id: str, deadline: float, state: Acquisition, on_release_request: Callable[[], None]
+    ) -> None:
+        watch = on_release_request is not _ignore
         stop = self._stop_path(upload_id)
         asked = False
         while True:
@@ -132,6 +116,8 @@ class FileLocker:
                 # request (if any) was heard.
                 if asked or (watch and os.path.exists(stop)):
                     remove_if_present(stop)
+                if watch:
+                    self._watched[upload_id] = on_release_request
                 return
             if state.interrupt:
                 os.close(os.open(stop, os.O_WRONLY | os.O_CREAT, 0o644))
@@ -142,7 +128,8 @@ class FileLocker:
                 raise lock_timeout()
             await anyio.sleep(self.acquirer_poll)
 
-    def _release(self, upload_id: str) -> None:
+    async def _let_go(self, upload_id: str) -> None:
+        self._watched.pop(upload_id, None)
         fd, inode = self._held.pop(upload_id)
         if inode == _REMOVED:
             os.close(fd)

@@ -1,4 +1,5 @@
-"""In-process locker: correct for a single worker process."""
+"""In-process locker: correct for a single worker process. Also the in-process
+queue in front of the locks shared with other processes (`SharedLocker`)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,37 @@ class MemoryLocker:
             del self._holders[upload_id]
             if holder.released is not None:
                 holder.released.set()
+
+
+class SharedLocker:
+    """The common part of a lock shared beyond this process (lockers/file.py,
+    lockers/redis.py): requests in this process queue on a MemoryLocker first
+    (`MemoryLocker.queue`), and the first in line takes the shared lock. A
+    subclass says how to take (`_take`) and let go of (`_let_go`) the shared lock."""
+
+    def __init__(self, acquire_timeout: float) -> None:
+        self.acquire_timeout = acquire_timeout
+        self._local = MemoryLocker(acquire_timeout)
+
+    @asynccontextmanager
+    async def hold(
+        self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
+    ) -> AsyncIterator[None]:
+        deadline = anyio.current_time() + self.acquire_timeout
+        async with self._local.queue(upload_id, on_release_request, interrupt=interrupt) as state:
+            await self._take(upload_id, deadline, state, on_release_request)
+            state.acquired = True
+            try:
+                yield
+            finally:
+                await self._let_go(upload_id)
+
+    async def _take(
+        self, upload_id: str, deadline: float, state: Acquisition, on_release_request: Callable[[], None]
+    ) -> None:
+        """Take the shared lock before `deadline` (raise lock_timeout otherwise); while
+        waiting, ask the holder elsewhere to let go whenever `state.interrupt` is set."""
+        raise NotImplementedError
+
+    async def _let_go(self, upload_id: str) -> None:
+        raise NotImplementedError

@@ -37,8 +37,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -49,8 +48,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..errors import lock_timeout, locker_unavailable
-from .base import _ignore
-from .memory import Acquisition, MemoryLocker
+from .memory import Acquisition, SharedLocker
 
 log = logging.getLogger("tusd_py")
 
@@ -101,7 +99,7 @@ class _Held:
     lost: bool = False
 
 
-class RedisLocker:
+class RedisLocker(SharedLocker):
     def __init__(
         self,
         url: str,
@@ -116,7 +114,7 @@ class RedisLocker:
     ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
-        self.acquire_timeout = acquire_timeout
+        super().__init__(acquire_timeout)
         self.ttl = ttl
         self.key_prefix = key_prefix
         self.channel = f"{key_prefix}:release"
@@ -137,26 +135,10 @@ class RedisLocker:
         self._acquire_script = self._redis.register_script(_ACQUIRE)
         self._release_script = self._redis.register_script(_RELEASE)
         self._renew_script = self._redis.register_script(_RENEW)
-        self._local = MemoryLocker(acquire_timeout)
         self._held: dict[str, _Held] = {}
 
     def lock_key(self, upload_id: str) -> str:
         return f"{self.key_prefix}:lock:{upload_id}"
-
-    @asynccontextmanager
-    async def hold(
-        self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
-    ) -> AsyncIterator[None]:
-        deadline = anyio.current_time() + self.acquire_timeout
-        async with self._local.queue(upload_id, on_release_request, interrupt=interrupt) as state:
-            held = await self._acquire(upload_id, deadline, state, on_release_request)
-            state.acquired = True
-            self._held[upload_id] = held
-            try:
-                yield
-            finally:
-                del self._held[upload_id]
-                await self._release(upload_id, held)
 
     def discard(self, upload_id: str) -> None:
         """Nothing to forget: the lock key goes at release and nothing else is kept per upload."""
@@ -179,6 +161,14 @@ class RedisLocker:
 
     # --- taking and releasing ----------------------------------------------------------
 
+    async def _take(
+        self, upload_id: str, deadline: float, state: Acquisition, on_release_request: Callable[[], None]
+    ) -> None:
+        self._held[upload_id] = await self._acquire(upload_id, deadline, state, on_release_request)
+
+    async def _let_go(self, upload_id: str) -> None:
+        await self._release(upload_id, self._held.pop(upload_id))
+
     async def _acquire(
         self, upload_id: str, deadline: float, state: Acquisition, on_release_request: Callable[[], None]
     ) -> _Held:
@@ -187,7 +177,7 @@ class RedisLocker:
         next_request = anyio.current_time()
         while True:
             sent_at = anyio.current_time()
-            holder = await self._call(self._take(key, token))
+            holder = await self._call(self._set_if_free(key, token))
             if holder == token:
                 return _Held(token, on_release_request, sent_at)
             if state.interrupt and holder is not None and sent_at >= next_request:
@@ -197,7 +187,7 @@ class RedisLocker:
                 raise lock_timeout()
             await anyio.sleep(self.acquirer_poll)
 
-    async def _take(self, key: str, token: str) -> str | None:
+    async def _set_if_free(self, key: str, token: str) -> str | None:
         """SET NX; the holder's token afterwards."""
         try:
             return await self._acquire_script(keys=[key], args=[token, self._ttl_ms])
