@@ -483,6 +483,28 @@ def test_concatenation_of_large_partials_copies_parts(real: S3Start, client: htt
     assert etag.strip('"').endswith("-3"), etag
 
 
+def test_concatenation_by_copy_verifies_a_declared_checksum(real: S3Start, client: httpx.Client) -> None:
+    # S3 copies the parts without the bytes passing through tusd-py: a declared digest is
+    # still computed from them, and a wrong one removes the final upload (460).
+    server, bucket = real()
+    pieces = [random_bytes(REAL_MIN_PART + 3, seed=13), random_bytes(999, seed=14)]
+    urls = [partial_upload(client, server, piece) for piece in pieces]
+    data = b"".join(pieces)
+    locations = []
+    for declared, status in ((hashlib.sha256(data).hexdigest(), 201), (hashlib.sha256(b"other").hexdigest(), 460)):
+        metadata = f"checksum {b64(f'sha256 {declared}'.encode())}"
+        response = client.post(
+            server.url, headers={**TUS, "Upload-Concat": "final;" + " ".join(urls), "Upload-Metadata": metadata}
+        )
+        assert response.status_code == status, response.text
+        locations.append(response.headers.get("location"))
+    final, refused = locations
+    assert refused is None
+    bucket.assert_completed(final, data)
+    assert head(client, final).headers["repr-digest"] == sha256_field(data)  # the declared digest, recorded
+    assert len([key for key in bucket.keys() if key.endswith(".info")]) == len(urls) + 1  # the refused one left nothing
+
+
 def test_concatenation_of_small_partials_goes_through_the_server(small: S3Start, client: httpx.Client) -> None:
     server, bucket = small()
     pieces = [random_bytes(1000, seed=10), b"", random_bytes(SMALL_PART + 5, seed=11), random_bytes(700, seed=12)]

@@ -130,12 +130,17 @@ class S3Store:
                 raise
             raise S3Error(errno.EIO, f"S3 {operation} failed: {error_code(error) or error}") from error
 
-    async def _delete(self, key: str) -> None:
+    async def _call_if_present(self, operation: str, **params: Any) -> Any | None:
+        """`_call`, answering None when the key, object or multipart upload does not exist."""
         try:
-            await self._call("delete_object", Key=key)
+            return await self._call(operation, **params)
         except Exception as error:
-            if not is_missing(error):
-                raise
+            if is_missing(error):
+                return None
+            raise
+
+    async def _delete(self, key: str) -> None:
+        await self._call_if_present("delete_object", Key=key)
 
     def _storage_fields(self, upload_id: str, multipart_id: str) -> dict[str, str]:
         return {"Type": "s3store", "Bucket": self.bucket, "Key": self.key(upload_id), "MultipartUpload": multipart_id}
@@ -154,17 +159,15 @@ class S3Store:
             raise
 
     async def _read_info(self, upload_id: str) -> tuple[UploadInfo, float]:
+        response = await self._call_if_present("get_object", Key=self.key(upload_id) + ".info")
+        if response is None:
+            raise UploadNotFound(upload_id)
+        with response["Body"] as body:
+            raw = await anyio.to_thread.run_sync(body.read, limiter=self._calls)
         try:
-            response = await self._call("get_object", Key=self.key(upload_id) + ".info")
-            with response["Body"] as body:
-                raw = await anyio.to_thread.run_sync(body.read, limiter=self._calls)
             info = info_codec.decode(raw)
         except ValueError as error:
             raise UploadNotFound(upload_id) from error
-        except Exception as error:
-            if is_missing(error):
-                raise UploadNotFound(upload_id) from error
-            raise
         self._remember(upload_id)
         return replace(info, id=upload_id), response["LastModified"].timestamp()
 
@@ -180,13 +183,7 @@ class S3Store:
         return await self._info_exists(upload_id)
 
     async def _info_exists(self, upload_id: str) -> bool:
-        try:
-            await self._call("head_object", Key=self.key(upload_id) + ".info")
-        except Exception as error:
-            if is_missing(error):
-                return False
-            raise
-        return True
+        return await self._call_if_present("head_object", Key=self.key(upload_id) + ".info") is not None
 
     async def _list(self, info: UploadInfo) -> Listing | None:
         """The upload's parts and `.part`, or None when its multipart upload is gone (completed)."""
@@ -201,13 +198,10 @@ class S3Store:
             nonlocal gone
             marker = 0
             for _ in range(MAX_PARTS // 1000 + 1):  # bounded: pages of 1,000 parts
-                try:
-                    page = await self._call(
-                        "list_parts", Key=self.key(info.id), UploadId=multipart_id, PartNumberMarker=marker
-                    )
-                except Exception as error:
-                    if not is_missing(error):
-                        raise
+                page = await self._call_if_present(
+                    "list_parts", Key=self.key(info.id), UploadId=multipart_id, PartNumberMarker=marker
+                )
+                if page is None:
                     gone = True
                     return
                 for item in page.get("Parts", []):
@@ -219,11 +213,8 @@ class S3Store:
 
         async def head_pending() -> None:
             nonlocal pending
-            try:
-                head = await self._call("head_object", Key=self.key(info.id) + ".part")
-            except Exception as error:
-                if not is_missing(error):
-                    raise
+            head = await self._call_if_present("head_object", Key=self.key(info.id) + ".part")
+            if head is None:
                 return
             next_part = int(head.get("Metadata", {}).get(NEXT_PART_METADATA, "1"))
             pending = Pending(head["ContentLength"], next_part, head["LastModified"].timestamp())
@@ -243,14 +234,8 @@ class S3Store:
         listing = None if info.finished else await self._list(info)
         if listing is None:
             # Complete: the multipart upload became the object.
-            try:
-                head = await self._call("head_object", Key=self.key(upload_id))
-            except Exception as error:
-                if is_missing(error):
-                    raise UploadNotFound(upload_id) from error
-                raise
-            size = head["ContentLength"]
-            return replace(info, offset=size, updated_at=head["LastModified"].timestamp())
+            stored = await self.stored_bytes(upload_id)
+            return replace(info, offset=stored.size, updated_at=stored.modified)
         modified = max([info_modified, *(p.modified for p in listing.parts)])
         if listing.pending is not None:
             modified = max(modified, listing.pending.modified)
@@ -324,11 +309,7 @@ class S3Store:
         multipart_id = info.storage.get("MultipartUpload", "")
         key = self.key(info.id)
         if multipart_id:
-            try:
-                await self._call("abort_multipart_upload", Key=key, UploadId=multipart_id)
-            except Exception as error:
-                if not is_missing(error):
-                    raise
+            await self._call_if_present("abort_multipart_upload", Key=key, UploadId=multipart_id)
         await self._delete(key + ".part")
         await self._delete(key)
         self._listings.pop(info.id, None)
@@ -398,12 +379,9 @@ class S3Store:
 
     async def stored_bytes(self, upload_id: str) -> StoredBytes:
         key = self.key(upload_id)
-        try:
-            head = await self._call("head_object", Key=key)
-        except Exception as error:
-            if is_missing(error):
-                raise UploadNotFound(upload_id) from error
-            raise
+        head = await self._call_if_present("head_object", Key=key)
+        if head is None:
+            raise UploadNotFound(upload_id)
         return StoredBytes(
             size=head["ContentLength"],
             modified=head["LastModified"].timestamp(),
@@ -432,10 +410,11 @@ class S3Store:
             # otherwise the bytes go through this process.
             if all(p.size is not None and p.size >= self.settings.min_part_size for p in sources[:-1]):
                 parts = await self._copy_parts(final, sources)
-                for partial_info in sources:  # the digests still need the bytes
-                    async for block in self._read_object(self.key(partial_info.id), 0, partial_info.size or 0):
-                        for observer in observers:
-                            observer.update(block)
+                if observers:  # declared digests still need the bytes; S3 copied them without us
+                    for partial_info in sources:
+                        async for block in self._read_object(self.key(partial_info.id), 0, partial_info.size or 0):
+                            for observer in observers:
+                                observer.update(block)
                 await self._complete(final.with_offset(final.size or 0), parts)
             else:
                 async with self.writer(final, transactional=False, observers=observers, fresh=True) as writer:

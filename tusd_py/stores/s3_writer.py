@@ -83,15 +83,11 @@ class PartWriter(WriterProgress):
         )
         pending, self._to_fold = self._to_fold, None
         if pending is not None and pending.size:
-            # Bytes stored as `.part` by an earlier request open this part.
-            response = await self._store._call("get_object", Key=self._key + ".part")
-            body = response["Body"]
-            try:
-                while block := await self._store._read_body(body):
-                    await anyio.to_thread.run_sync(self._buffer.write, block)
-                    self._buffered += len(block)
-            finally:
-                body.close()
+            # Bytes stored as `.part` by an earlier request open this part. One byte more is
+            # asked for, so a `.part` that grew is seen too.
+            async for block in self._store._read_object(self._key + ".part", 0, pending.size + 1):
+                await anyio.to_thread.run_sync(self._buffer.write, block)
+                self._buffered += len(block)
             if self._buffered != pending.size:
                 raise S3Error(errno.EIO, f"the pending part of upload {self._info.id} changed while locked")
 
