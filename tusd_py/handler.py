@@ -283,8 +283,7 @@ class TusHandler:
     # --- HEAD ----------------------------------------------------------------------
 
     async def head(self, request: Request, upload_id: str) -> Response:
-        if self.events.hooks.wants("pre-access"):  # the request's event data only when a hook needs it
-            await self._check_access(upload_id, request_info(request))
+        await self._check_access(upload_id, request)
         async with self._hold(upload_id):
             info = await self._load(upload_id)
             headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
@@ -325,7 +324,7 @@ class TusHandler:
         event_request = request_info(request)
 
         transfer = Transfer()
-        await self._check_access(upload_id, event_request)
+        await self._check_access(upload_id, request)
         async with self._hold(upload_id, transfer.release_requested):
             info = await self._load(upload_id)
             if info.is_final:
@@ -460,7 +459,7 @@ class TusHandler:
 
     async def delete(self, request: Request, upload_id: str) -> Response:
         event_request = request_info(request)
-        await self._check_access(upload_id, event_request)
+        await self._check_access(upload_id, request)
         async with self._hold(upload_id):
             info = await self._get_info(upload_id)
             hook_response = await self.events.terminating(info, event_request)
@@ -468,10 +467,11 @@ class TusHandler:
         self.events.terminated(info, event_request)
         return _response(204, hook=hook_response)
 
-    async def _check_access(self, upload_id: str, event_request: RequestInfo) -> None:
-        """pre-access, before competing for the lock: a refused request must not interrupt a running one."""
+    async def _check_access(self, upload_id: str, request: Request) -> None:
+        """pre-access, before competing for the lock: a refused request must not interrupt a
+        running one. The request's event data is built only when a hook will see it."""
         if self.events.hooks.wants("pre-access"):
-            await self.events.accessing(await self._get_info(upload_id, settle=False), event_request)
+            await self.events.accessing(await self._get_info(upload_id, settle=False), request_info(request))
 
     # --- helpers -----------------------------------------------------------------------
 

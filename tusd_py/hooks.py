@@ -141,12 +141,19 @@ def payload(hook_type: str, info: UploadInfo, request: RequestInfo) -> bytes:
 class HookBackend(Protocol):
     async def invoke(self, hook_type: str, info: UploadInfo, body: bytes, request: RequestInfo) -> HookResponse: ...
 
+    async def aclose(self) -> None:
+        """Let go of what the backend holds open (connections), when the app stops."""
+        ...
+
 
 class FileHooks:
     """An executable named after the event in the hooks directory (a missing one is a no-op)."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory).absolute()
+
+    async def aclose(self) -> None:
+        """Nothing held open between hooks."""
 
     async def invoke(self, hook_type: str, info: UploadInfo, body: bytes, request: RequestInfo) -> HookResponse:
         executable = self.directory / hook_type
@@ -321,6 +328,6 @@ class Hooks:
                 finally:
                     self._background = None
         finally:
-            if isinstance(self.backend, HttpHooks):
+            if self.backend is not None:
                 with anyio.CancelScope(shield=True):
-                    await self.backend.aclose()  # the HTTP hook client's connections
+                    await self.backend.aclose()

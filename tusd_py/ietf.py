@@ -393,7 +393,7 @@ class IetfHandler:
             present = [name for name in forbidden if name in request.headers]
             if present:
                 raise bad_request("ERR_INVALID_REQUEST", f"offset retrieval must not carry {', '.join(present)}")
-        await self.tus._check_access(upload_id, request_info(request))
+        await self.tus._check_access(upload_id, request)
         async with self.tus._hold(upload_id):
             info = await self.tus._load(upload_id)
             headers = await self._state_headers(request, info, draft)
@@ -420,7 +420,7 @@ class IetfHandler:
         event_request = request_info(request)
 
         transfer = Transfer()
-        await self.tus._check_access(upload_id, event_request)
+        await self.tus._check_access(upload_id, request)
         async with self.tus._hold(upload_id, transfer.release_requested):
             info = await self.tus._load(upload_id)
             if offset != info.offset:
@@ -485,7 +485,7 @@ class IetfHandler:
             if forbidden:
                 raise bad_request("ERR_INVALID_REQUEST", f"upload cancellation must not carry {', '.join(forbidden)}")
         event_request = request_info(request)
-        await self.tus._check_access(upload_id, event_request)
+        await self.tus._check_access(upload_id, request)
         # The lock interrupts a running append first (I-CAN-2).
         async with self.tus._hold(upload_id):
             info = await self.tus._get_info(upload_id)
