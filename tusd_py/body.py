@@ -29,6 +29,7 @@ import anyio
 from starlette.types import Receive
 
 from .errors import TusError, read_timeout
+from .stores.base import Buffer
 
 BLOCK_SIZE = 1 << 20
 # Block memory shared by every body in flight: up to four bodies get whole blocks, more get
@@ -36,7 +37,7 @@ BLOCK_SIZE = 1 << 20
 BLOCK_BUDGET = 4 << 20
 MIN_BLOCK_SIZE = 256 << 10
 _bodies_in_flight = 0
-Block = bytes | bytearray | memoryview
+Block = Buffer
 
 # Spare blocks kept between requests (a run of 1 MiB PATCHes reuses one), at most this many.
 _SPARE_BLOCKS = 2

@@ -37,6 +37,10 @@ class StoredBytes:
     read_range: Callable[[int, int], AsyncIterator[bytes]] | None = None
 
 
+# What a writer appends: a request's message as it came, or a block it was copied into.
+Buffer = bytes | bytearray | memoryview
+
+
 class UploadWriter(Protocol):
     """Appends blocks at the upload's offset for the length of one request.
 
@@ -56,7 +60,7 @@ class UploadWriter(Protocol):
     @property
     def updated_at(self) -> float: ...
 
-    async def append(self, block: bytes | bytearray, *, last: bool = False) -> None:
+    async def append(self, block: Buffer, *, last: bool = False) -> None:
         """`last`: no more blocks will follow, so the store may finish up in the same step."""
         ...
 

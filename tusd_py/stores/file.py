@@ -27,7 +27,7 @@ from .. import info as info_codec
 from ..checksum import Hasher, new_hasher
 from ..fsutil import remove_if_present
 from ..info import UploadInfo
-from .base import StoredBytes, UploadExists, UploadNotFound, WriterProgress
+from .base import Buffer, StoredBytes, UploadExists, UploadNotFound, WriterProgress
 
 INFO_SUFFIX = ".info"
 ROLLBACK_SUFFIX = ".rollback"
@@ -309,13 +309,13 @@ class _FileWriter(WriterProgress):
         """Closing now would truncate what this request wrote."""
         return self._transactional and not self._committed and self._written > 0
 
-    async def append(self, block: bytes | bytearray, *, last: bool = False) -> None:
+    async def append(self, block: Buffer, *, last: bool = False) -> None:
         if len(block) <= INLINE_WRITE:
             self._append(block, last)  # see FileStore._run
         else:
             await self._store._run(self._append, block, last)
 
-    def _append(self, block: bytes | bytearray, last: bool = False) -> None:
+    def _append(self, block: Buffer, last: bool = False) -> None:
         if self._fd < 0:
             self._open()
         view = memoryview(block)

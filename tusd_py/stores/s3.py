@@ -69,8 +69,8 @@ KNOWN_IDS = 10_000
 
 def make_client(settings: S3Settings) -> Any:
     """A boto3 S3 client; credentials and region from the usual AWS environment."""
-    import boto3
-    from botocore.config import Config as BotoConfig
+    import boto3  # type: ignore[import-untyped]
+    from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 
     config = BotoConfig(
         max_pool_connections=settings.concurrent_part_uploads + 16,

@@ -13,7 +13,6 @@ import logging
 import tempfile
 import time
 from collections.abc import Sequence
-from functools import partial
 from typing import IO, TYPE_CHECKING
 
 import anyio
@@ -22,7 +21,7 @@ import anyio.to_thread
 
 from ..checksum import Hasher
 from ..info import UploadInfo
-from .base import WriterProgress
+from .base import Buffer, WriterProgress
 from .s3_layout import NEXT_PART_METADATA, Listing, Part, S3Error, part_size_for
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ class PartWriter(WriterProgress):
         self._failure: BaseException | None = None
         self.uploads: anyio.abc.TaskGroup | None = None
 
-    async def append(self, block: bytes | bytearray, *, last: bool = False) -> None:
+    async def append(self, block: Buffer, *, last: bool = False) -> None:
         if self._failure is not None:
             raise S3Error(errno.EIO, str(self._failure)) from self._failure
         while block:
@@ -69,7 +68,7 @@ class PartWriter(WriterProgress):
             if self._buffered >= self._part_size:
                 await self._part_full()
 
-    def _write(self, block: bytes | bytearray) -> None:
+    def _write(self, block: Buffer) -> None:
         assert self._buffer is not None
         self._buffer.write(block)
         self._buffered += len(block)
@@ -78,15 +77,15 @@ class PartWriter(WriterProgress):
             observer.update(block)
 
     async def _open_buffer(self) -> None:
-        self._buffer = await anyio.to_thread.run_sync(
-            partial(tempfile.TemporaryFile, dir=self._store.settings.temp_dir)
-        )
+        temp_dir = self._store.settings.temp_dir
+        buffer: IO[bytes] = await anyio.to_thread.run_sync(lambda: tempfile.TemporaryFile(dir=temp_dir))
+        self._buffer = buffer
         pending, self._to_fold = self._to_fold, None
         if pending is not None and pending.size:
             # Bytes stored as `.part` by an earlier request open this part. One byte more is
             # asked for, so a `.part` that grew is seen too.
             async for block in self._store._read_object(self._key + ".part", 0, pending.size + 1):
-                await anyio.to_thread.run_sync(self._buffer.write, block)
+                await anyio.to_thread.run_sync(buffer.write, block)
                 self._buffered += len(block)
             if self._buffered != pending.size:
                 raise S3Error(errno.EIO, f"the pending part of upload {self._info.id} changed while locked")
