@@ -34,6 +34,8 @@ from .stores.base import Buffer
 BLOCK_SIZE = 1 << 20
 # Block memory shared by every body in flight: up to four bodies get whole blocks, more get
 # smaller ones (never below MIN_BLOCK_SIZE), so eight parallel uploads hold ~8 MiB, not 16.
+# The size is chosen for each new block, not once per body, so bodies that started alone
+# shrink theirs when others arrive (sized once, W5's blocks took 13 MiB).
 BLOCK_BUDGET = 4 << 20
 MIN_BLOCK_SIZE = 256 << 10
 _bodies_in_flight = 0
@@ -47,6 +49,10 @@ _spares: list[bytearray] = []
 _SMALL = 64 * 1024
 
 
+def _shared_block_size() -> int:
+    return max(MIN_BLOCK_SIZE, min(BLOCK_SIZE, BLOCK_BUDGET // max(1, _bodies_in_flight)))
+
+
 def connection_reset() -> TusError:
     return TusError(500, "ERR_CONNECTION_RESET", "connection was closed before the body was complete")
 
@@ -56,12 +62,11 @@ class BodyReader:
         global _bodies_in_flight
         _bodies_in_flight += 1
         self._counted = True
-        if block_size is None:
-            block_size = max(MIN_BLOCK_SIZE, min(BLOCK_SIZE, BLOCK_BUDGET // _bodies_in_flight))
         self._receive = receive
         self._remaining = limit
         self._idle_timeout = idle_timeout
-        self._block_size = block_size
+        self._fixed_block_size = block_size
+        self._block_size = block_size or _shared_block_size()  # of the block being filled
         self._done = False
         self._buffer: bytearray | None = None  # the block being filled; its first _fill bytes are data
         self._fill = 0
@@ -114,8 +119,10 @@ class BodyReader:
     def _put(self, data: memoryview) -> memoryview:
         """Copy what fits of `data` into the block being filled; returns the rest."""
         if self._buffer is None:
-            if self._spare is not None:
-                self._buffer, self._spare = self._spare, None
+            self._block_size = self._fixed_block_size or _shared_block_size()
+            spare, self._spare = self._spare, None
+            if spare is not None and len(spare) == self._block_size:
+                self._buffer = spare
             elif self._block_size == BLOCK_SIZE and _spares:
                 self._buffer = _spares.pop()
             else:
