@@ -95,4 +95,3 @@ def test_bodies_that_finish_give_their_share_back() -> None:
             body.close()
 
     run(scenario)
-

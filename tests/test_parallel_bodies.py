@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
 import httpx
-
 from conftest import TUS, TusServer, create, head
 
 MiB = 1 << 20

@@ -1,4 +1,5 @@
-"""`-workers 2`: several processes share one socket and one upload directory.
+"""`-workers 2`: several processes share one port and one upload directory, each
+accepting on a socket of its own (SO_REUSEPORT; supervisor.py).
 
 Uploads split over many connections land on both workers and still end
 byte-identical; the file locker lets a request on one worker stop a stuck
@@ -15,7 +16,10 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -370,3 +374,79 @@ def test_head_interrupts_a_stuck_patch_on_the_other_worker_while_a_non_interrupt
             assert status == 400, body
             assert body.startswith(b"ERR_UPLOAD_NOT_FINISHED"), body
     assert int(headers["upload-offset"]) == (server.upload_dir / upload_id(url)).stat().st_size
+
+
+# --- one socket per worker (SO_REUSEPORT) ------------------------------------------------------
+
+
+def listening_sockets(pid: int, port: int) -> set[str]:
+    """Inodes of the sockets listening on `port` that process `pid` holds."""
+    listening = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # 0A: LISTEN
+            listening.add(fields[9])
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in listening:
+            held.add(target[8:-1])
+    return held
+
+
+def test_each_worker_accepts_on_its_own_socket(two_workers: tuple[TusServer, list[int]]) -> None:
+    server, pids = two_workers
+    mine = {pid: listening_sockets(pid, server.port) for pid in pids}
+    assert all(len(sockets) == 1 for sockets in mine.values()), mine
+    assert len(set.union(*mine.values())) == 2, mine
+    # The supervisor keeps both, so a dead worker's queue waits for its replacement.
+    assert listening_sockets(server.process.pid, server.port) == set.union(*mine.values())
+
+
+def test_new_connections_spread_over_the_workers(two_workers: tuple[TusServer, list[int]]) -> None:
+    # The kernel hashes each connection's addresses to a socket: of 32 connections, each
+    # worker gets some (all on one would be a 1 in 2**31 chance).
+    server, pids = two_workers
+    served: dict[int, int] = dict.fromkeys(pids, 0)
+    with ExitStack() as open_connections:
+        for _ in range(32):
+            conn = open_connections.enter_context(Raw(server))
+            assert conn.request("OPTIONS", server.url, {})[0] == 200
+            served[serving_pid(server, conn.sock, pids)] += 1
+    assert min(served.values()) >= 4, served
+
+
+def test_a_second_instance_on_the_same_port_is_refused(
+    two_workers: tuple[TusServer, list[int]], tmp_path: Path
+) -> None:
+    # Joining a SO_REUSEPORT group would succeed and quietly take half the connections.
+    server, _ = two_workers
+    command = [sys.executable, "-m", "tusd_py", "-host", "127.0.0.1", "-port", str(server.port)]
+    result = subprocess.run(
+        [*command, "-upload-dir", str(tmp_path), "-workers", "2"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1, result.stderr
+    assert "cannot listen" in result.stderr
+
+
+def test_a_worker_that_dies_is_replaced_on_its_socket(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "uploads", "-workers", "2")
+    try:
+        pids = wait_until_both_serve(server)
+        victim = pids[0]
+        victims_socket = listening_sockets(victim, server.port)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + TIMEOUT
+        while victim in (now := worker_pids(server)) or len(now) < 2:
+            assert time.monotonic() < deadline, f"no replacement for {victim}: {now}"
+            time.sleep(0.05)
+        replacement = next(pid for pid in now if pid not in pids)
+        while listening_sockets(replacement, server.port) != victims_socket:
+            assert time.monotonic() < deadline, "the replacement did not take the dead worker's socket"
+            time.sleep(0.05)
+        assert sorted(wait_until_both_serve(server)) == sorted(now)
+    finally:
+        server.stop()

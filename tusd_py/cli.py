@@ -156,14 +156,17 @@ def _bind(config: Config) -> socket.socket:
         Path(config.unix_sock).unlink(missing_ok=True)  # a stale socket from an earlier run
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(config.unix_sock)
-    else:
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.host, config.port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        return sock
+    from . import supervisor  # deferred: it imports uvicorn
+
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    address = (config.host, config.port)
+    shared_port = config.workers > 1 and supervisor.shares_ports()
+    if shared_port:
+        supervisor.refuse_taken_port(family, address)
+    return supervisor.bind(family, address, shared_port=shared_port)
 
 
 def _endpoint(config: Config, sock: socket.socket) -> str:
@@ -237,7 +240,6 @@ def _remove_stale_metrics_dirs() -> None:
 def _serve(config: Config, sock: socket.socket, banner: str) -> int:
     """Run uvicorn; `banner` is printed once the app is built, so the URL it shows works."""
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
     options: dict[str, Any] = dict(
         **_protocol_options(),
@@ -269,7 +271,9 @@ def _serve(config: Config, sock: socket.socket, banner: str) -> int:
     worker_config = uvicorn.Config("tusd_py.app:app_from_environment", factory=True, workers=config.workers, **options)
     print(banner, flush=True)
     try:
-        Multiprocess(worker_config, sockets=[sock]).run()
+        from .supervisor import Supervisor, listeners
+
+        Supervisor(worker_config, listeners(sock, config.workers)).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
