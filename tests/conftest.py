@@ -11,10 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -183,3 +184,13 @@ def proc_status_kib(pid: int) -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             fields[name] = int(value.split()[0])
     return fields
+
+
+def run_bounded(scenario: Callable[[], Awaitable[None]], seconds: float) -> None:
+    """Run an async test scenario on a fresh event loop, failing it after `seconds`."""
+
+    async def bounded() -> None:
+        with anyio.fail_after(seconds):
+            await scenario()
+
+    anyio.run(bounded)

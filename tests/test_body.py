@@ -3,9 +3,10 @@ started alone gives up its whole blocks once others arrive (W5's peak memory).""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
-import anyio
+from conftest import run_bounded
 
 from tusd_py.body import BLOCK_BUDGET, BLOCK_SIZE, MIN_BLOCK_SIZE, BodyReader
 from tusd_py.stores.base import Buffer
@@ -15,24 +16,23 @@ BOUND = 10.0
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    async def bounded() -> None:
-        with anyio.fail_after(BOUND):
-            await scenario()
-
-    anyio.run(bounded)
+    run_bounded(scenario, BOUND)
 
 
-def endless_body() -> Callable[[], Awaitable[dict[str, object]]]:
+async def endless_body() -> dict[str, object]:
     """An ASGI receive that always has another 64 KiB message."""
-
-    async def receive() -> dict[str, object]:
-        return {"type": "http.request", "body": b"x" * MESSAGE, "more_body": True}
-
-    return receive
+    return {"type": "http.request", "body": b"x" * MESSAGE, "more_body": True}
 
 
-def reader() -> BodyReader:
-    return BodyReader(endless_body(), limit=1 << 40, idle_timeout=5.0)
+@contextmanager
+def bodies(count: int) -> Iterator[list[BodyReader]]:
+    """`count` bodies in flight, all closed on the way out."""
+    readers = [BodyReader(endless_body, limit=1 << 40, idle_timeout=5.0) for _ in range(count)]
+    try:
+        yield readers
+    finally:
+        for reader in readers:
+            reader.close()
 
 
 async def block_of(body: BodyReader) -> Buffer:
@@ -43,55 +43,39 @@ async def block_of(body: BodyReader) -> Buffer:
 
 def test_a_body_alone_gets_whole_blocks() -> None:
     async def scenario() -> None:
-        body = reader()
-        try:
+        with bodies(1) as [body]:
             assert len(await block_of(body)) == BLOCK_SIZE
-        finally:
-            body.close()
 
     run(scenario)
 
 
 def test_a_body_that_started_alone_shrinks_its_blocks_when_others_arrive() -> None:
     async def scenario() -> None:
-        first = reader()
-        others: list[BodyReader] = []
-        try:
+        with bodies(1) as [first]:
             block = await block_of(first)
             assert len(block) == BLOCK_SIZE
-            others = [reader() for _ in range(7)]
-            first.recycle(block)  # written: a whole block is no longer what eight bodies may hold
-            shared = BLOCK_BUDGET // 8
-            assert len(await block_of(first)) == shared
-            assert [len(await block_of(body)) for body in others] == [shared] * 7
-        finally:
-            for body in [first, *others]:
-                body.close()
+            with bodies(7) as others:
+                first.recycle(block)  # written: a whole block is no longer what eight bodies may hold
+                shared = BLOCK_BUDGET // 8
+                assert len(await block_of(first)) == shared
+                assert [len(await block_of(body)) for body in others] == [shared] * 7
 
     run(scenario)
 
 
 def test_blocks_never_shrink_below_the_minimum() -> None:
     async def scenario() -> None:
-        bodies = [reader() for _ in range(4 * BLOCK_BUDGET // MIN_BLOCK_SIZE)]
-        try:
-            assert len(await block_of(bodies[0])) == MIN_BLOCK_SIZE
-        finally:
-            for body in bodies:
-                body.close()
+        with bodies(4 * BLOCK_BUDGET // MIN_BLOCK_SIZE) as crowd:
+            assert len(await block_of(crowd[0])) == MIN_BLOCK_SIZE
 
     run(scenario)
 
 
 def test_bodies_that_finish_give_their_share_back() -> None:
     async def scenario() -> None:
-        crowd = [reader() for _ in range(8)]
-        for body in crowd:
-            body.close()
-        body = reader()
-        try:
+        with bodies(8):
+            pass
+        with bodies(1) as [body]:
             assert len(await block_of(body)) == BLOCK_SIZE
-        finally:
-            body.close()
 
     run(scenario)

@@ -9,8 +9,8 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import anyio
 import pytest
+from conftest import run_bounded
 
 from tusd_py.errors import TusError
 from tusd_py.lockers import FileLocker
@@ -19,11 +19,7 @@ BOUND = 10.0
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    async def bounded() -> None:
-        with anyio.fail_after(BOUND):
-            await scenario()
-
-    anyio.run(bounded)
+    run_bounded(scenario, BOUND)
 
 
 def make(directory: Path, **options: object) -> FileLocker:

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import run_bounded
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis_server import RedisServer
@@ -44,11 +45,7 @@ def make(url: str, **options: Any) -> RedisLocker:
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    async def bounded() -> None:
-        with anyio.fail_after(2 * BOUND):
-            await scenario()
-
-    anyio.run(bounded)
+    run_bounded(scenario, 2 * BOUND)
 
 
 @asynccontextmanager
