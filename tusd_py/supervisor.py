@@ -75,7 +75,10 @@ def shares_ports() -> bool:
 def listeners(first: socket.socket, count: int) -> list[socket.socket]:
     """One socket per worker: `first` and count-1 more on its address, or `first`
     for all when it is not part of a port group."""
-    if first.family == socket.AF_UNIX or not first.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
+    grouped = (
+        first.family != socket.AF_UNIX and shares_ports() and first.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+    )
+    if not grouped:
         return [first] * count
     address = first.getsockname()[:2]  # the real port, if 0 was asked for
     more = [bind(first.family, address, shared_port=True) for _ in range(count - 1)]
