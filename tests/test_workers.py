@@ -450,3 +450,29 @@ def test_a_worker_that_dies_is_replaced_on_its_socket(tmp_path: Path) -> None:
         assert sorted(wait_until_both_serve(server)) == sorted(now)
     finally:
         server.stop()
+
+
+def test_a_dead_workers_open_requests_leave_the_metrics(tmp_path: Path) -> None:
+    # tusd_connections_open counts live processes only (prometheus-client's "livesum"): a
+    # worker killed inside a request must not stay counted as having it open.
+    server = start_server(tmp_path / "uploads", "-workers", "2")
+    try:
+        pids = wait_until_both_serve(server)
+        data = random.Random(7).randbytes(1 * MiB)
+        with httpx.Client(timeout=TIMEOUT) as client:
+            url = create(client, server, len(data))
+        with start_stuck_patch(server, url, data, 0, 32 * KiB):
+            holder = wait_for_lock_holder(server.upload_dir / f"{upload_id(url)}.lock")
+            assert holder in pids
+            os.kill(holder, signal.SIGKILL)
+            deadline = time.monotonic() + TIMEOUT
+            while holder in (now := worker_pids(server)) or len(now) < 2:
+                assert time.monotonic() < deadline, f"no replacement for {holder}: {now}"
+                time.sleep(0.05)
+        wait_until_both_serve(server)
+        with httpx.Client(timeout=TIMEOUT) as client:
+            metrics = client.get(server.origin + "/metrics").text
+        open_requests = [line for line in metrics.splitlines() if line.startswith("tusd_connections_open ")]
+        assert open_requests == ["tusd_connections_open 0.0"], open_requests
+    finally:
+        server.stop()

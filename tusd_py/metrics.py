@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -27,6 +27,12 @@ MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
 disable_created_metrics()
 METHODS = ("GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def forget_process(pid: int) -> None:
+    """A dead worker's live gauges (its open requests) stop counting; called by the supervisor."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        mark_process_dead(pid)
 
 
 class Metrics:

@@ -14,7 +14,8 @@ be shared that way: all workers accept from the one socket.
 Workers are spawned (not forked) and build their app from the environment
 (`app.app_from_environment`). SIGINT and SIGTERM stop the workers gracefully
 and then the supervisor; a worker that dies is replaced, unless it failed
-before serving (a broken app would fail again). uvicorn's SIGHUP, SIGTTIN and
+before serving (a broken app would fail again), and its open requests leave
+the metrics. uvicorn's SIGHUP, SIGTTIN and
 SIGTTOU controls are not offered (tusd has none).
 """
 
@@ -30,6 +31,8 @@ from multiprocessing.context import SpawnProcess
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+
+from .metrics import forget_process
 
 logger = logging.getLogger("uvicorn.error")
 CHECK_EVERY = 0.5  # seconds between looks at the workers
@@ -121,6 +124,8 @@ class Supervisor:
             if worker.is_alive():
                 continue
             worker.join()
+            if worker.pid is not None:
+                forget_process(worker.pid)
             if worker.exitcode == STARTUP_FAILURE:
                 logger.error(f"Worker process [{worker.pid}] failed to start, stopping.")
                 self._stop.set()
