@@ -58,15 +58,14 @@ def connection_reset() -> TusError:
 
 
 class BodyReader:
-    def __init__(self, receive: Receive, *, limit: int, idle_timeout: float, block_size: int | None = None) -> None:
+    def __init__(self, receive: Receive, *, limit: int, idle_timeout: float) -> None:
         global _bodies_in_flight
         _bodies_in_flight += 1
         self._counted = True
         self._receive = receive
         self._remaining = limit
         self._idle_timeout = idle_timeout
-        self._fixed_block_size = block_size
-        self._block_size = block_size or _shared_block_size()  # of the block being filled
+        self._block_size = _shared_block_size()  # of the block being filled
         self._done = False
         self._buffer: bytearray | None = None  # the block being filled; its first _fill bytes are data
         self._fill = 0
@@ -119,7 +118,7 @@ class BodyReader:
     def _put(self, data: memoryview) -> memoryview:
         """Copy what fits of `data` into the block being filled; returns the rest."""
         if self._buffer is None:
-            self._block_size = self._fixed_block_size or _shared_block_size()
+            self._block_size = _shared_block_size()
             spare, self._spare = self._spare, None
             if spare is not None and len(spare) == self._block_size:
                 self._buffer = spare
