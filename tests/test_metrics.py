@@ -11,17 +11,16 @@ its hook counters at 0 for the seven tusd hook types.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from conftest import TUS, TusServer, create, patch, start_server
 from prometheus_client.parser import text_string_to_metric_families
+from worker_procs import serving_pid, worker_pids
 
 TUSD_METRICS = (
     "tusd_requests_total",
@@ -193,40 +192,9 @@ def test_metrics_path_moves_the_endpoint(make_server, client: httpx.Client) -> N
 # --- several workers ------------------------------------------------------------------------------
 
 
-def worker_pids(server: TusServer) -> list[int]:
-    pid = server.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    workers = []
-    for child in children:
-        try:
-            if b"multiprocessing.spawn" in Path(f"/proc/{child}/cmdline").read_bytes():
-                workers.append(int(child))
-        except FileNotFoundError:
-            continue
-    return workers
-
-
-def serving_pid(server: TusServer, sock: socket.socket, pids: list[int]) -> int | None:
-    """The worker holding the server end of our (open) connection, through /proc."""
-    local, remote = f"0100007F:{server.port:04X}", f"0100007F:{sock.getsockname()[1]:04X}"
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == local and fields[2] == remote:
-            inode = fields[9]
-    for pid in pids:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
-                    return pid
-            except FileNotFoundError:
-                continue
-    return None
-
-
 def request_on_new_connection(
     server: TusServer, pids: list[int], method: str, path: str, headers: dict[str, str]
-) -> tuple[int | None, int, bytes]:
+) -> tuple[int, int, bytes]:
     """(serving worker, status, body) of one request on a fresh connection."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
         lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}", "Content-Length: 0"]

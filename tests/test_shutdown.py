@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from conftest import TUS, TusServer, create, head
+from worker_procs import worker_pids
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -230,9 +231,7 @@ def test_sigterm_to_the_supervisor_stops_a_streaming_patch_on_a_worker(make_serv
     data = random.Random(12).randbytes(2 * MiB)
     with httpx.Client(timeout=30.0) as client:
         url = create(client, server, len(data))  # served by a worker: one is up
-    pid = server.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    workers = {int(c) for c in children if b"multiprocessing.spawn" in Path(f"/proc/{c}/cmdline").read_bytes()}
+    workers = set(worker_pids(server))
     assert len(workers) == 2
     exited, sent = sigterm_during_slow_patch(server, url, data, workers)
     # The supervisor notices signals every 0.5 s, then waits for its workers.

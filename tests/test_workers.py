@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from conftest import TUS, TusServer, create, head, patch, start_server
+from worker_procs import listening_sockets, server_end, serving_pid, worker_pids
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -44,21 +45,6 @@ OCTET = {"Content-Type": "application/offset+octet-stream"}
 # --- processes, sockets and locks, seen through /proc -----------------------------------------
 
 
-def worker_pids(server: TusServer) -> list[int]:
-    """The supervisor's children that run a server (uvicorn spawns them; the
-    multiprocessing resource tracker is a child too, but no worker)."""
-    pid = server.process.pid
-    workers = []
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        except FileNotFoundError:
-            continue
-        if b"multiprocessing.spawn" in cmdline:
-            workers.append(int(child))
-    return workers
-
-
 def written_bytes(pid: int) -> int:
     """Bytes the process has passed to write()-like calls (sockets included)."""
     for line in Path(f"/proc/{pid}/io").read_text().splitlines():
@@ -67,33 +53,9 @@ def written_bytes(pid: int) -> int:
     raise AssertionError(f"no wchar for {pid}")
 
 
-def _server_end(server: TusServer, sock: socket.socket) -> list[str]:
-    """The /proc/net/tcp row of the server end of our connection."""
-    local = f"0100007F:{server.port:04X}"
-    remote = f"0100007F:{sock.getsockname()[1]:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == local and fields[2] == remote:
-            return fields
-    raise AssertionError("server end of the connection not found")
-
-
-def serving_pid(server: TusServer, sock: socket.socket, pids: list[int]) -> int:
-    """Which worker holds the server end of our (accepted, still open) connection."""
-    inode = _server_end(server, sock)[9]
-    for pid in pids:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
-                    return pid
-            except FileNotFoundError:
-                continue
-    raise AssertionError(f"no worker holds socket {inode}")
-
-
 def unread_bytes(server: TusServer, sock: socket.socket) -> int:
     """Bytes we sent that the server process has not read from its socket yet."""
-    return int(_server_end(server, sock)[4].split(":")[1], 16)
+    return int(server_end(server, sock)[4].split(":")[1], 16)
 
 
 def flock_holder(lock_file: Path) -> int | None:
@@ -377,24 +339,6 @@ def test_head_interrupts_a_stuck_patch_on_the_other_worker_while_a_non_interrupt
 
 
 # --- one socket per worker (SO_REUSEPORT) ------------------------------------------------------
-
-
-def listening_sockets(pid: int, port: int) -> set[str]:
-    """Inodes of the sockets listening on `port` that process `pid` holds."""
-    listening = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # 0A: LISTEN
-            listening.add(fields[9])
-    held = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue
-        if target.startswith("socket:[") and target[8:-1] in listening:
-            held.add(target[8:-1])
-    return held
 
 
 def test_each_worker_accepts_on_its_own_socket(two_workers: tuple[TusServer, list[int]]) -> None:
