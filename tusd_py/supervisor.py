@@ -15,8 +15,8 @@ Workers are spawned (not forked) and build their app from the environment
 (`app.app_from_environment`). SIGINT and SIGTERM stop the workers gracefully
 and then the supervisor; a worker that dies is replaced, unless it failed
 before serving (a broken app would fail again), and its open requests leave
-the metrics. uvicorn's SIGHUP, SIGTTIN and
-SIGTTOU controls are not offered (tusd has none).
+the metrics. uvicorn's SIGHUP, SIGTTIN and SIGTTOU controls are not offered
+(tusd has none).
 """
 
 from __future__ import annotations
