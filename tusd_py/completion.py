@@ -36,10 +36,6 @@ Hashers = dict[str, Hasher]
 log = logging.getLogger("tusd_py")
 
 
-def tracked_algorithms(info: UploadInfo) -> list[str]:
-    return list(info.declared_digests)
-
-
 class Completion:
     def __init__(self, store: DataStore, remove: Callable[[str], Awaitable[None]], capacity: int = 4096) -> None:
         self.store = store
@@ -55,7 +51,7 @@ class Completion:
         if offset == info.offset:
             return hashers
         if info.offset == 0:
-            return {name: new_hasher(name) for name in tracked_algorithms(info)}
+            return {name: new_hasher(name) for name in info.declared_digests}
         return None
 
     def keep(self, upload_id: str, offset: int, hashers: Hashers | None) -> None:
@@ -70,11 +66,9 @@ class Completion:
 
     async def finish(self, info: UploadInfo, *, remove_on_mismatch: bool) -> UploadInfo:
         """Verify a complete upload and record its digests; raises 460 on a mismatch."""
-        hashers = self.resume(info)
-        algorithms = tracked_algorithms(info)
-        if not algorithms:
-            digests: Digests = {}
-        elif hashers is not None and all(name in hashers for name in algorithms):
+        hashers = self.resume(info)  # {} when nothing was declared
+        algorithms = list(info.declared_digests)
+        if hashers is not None and all(name in hashers for name in algorithms):
             digests = {name: hashers[name].digest() for name in algorithms}
         else:
             # The running state was lost (restart, another worker, a failed write).
@@ -95,15 +89,15 @@ class Completion:
         """Whether `digests_for` would read the stored bytes to answer `wanted`."""
         return bool(wanted) and wanted[0] not in info.digests
 
-    async def digests_for(self, info: UploadInfo, wanted: list[str]) -> tuple[UploadInfo, Digests]:
+    async def digests_for(self, info: UploadInfo, wanted: list[str]) -> Digests:
         """The digest to report for a verified upload: the first wanted algorithm
-        (computed now if it never was), else one already recorded, else none."""
+        (computed now and recorded if it never was), else one already recorded, else none."""
         if not wanted:
             recorded = DEFAULT_ALGORITHM if DEFAULT_ALGORITHM in info.digests else next(iter(info.digests), None)
-            return info, {} if recorded is None else {recorded: info.digests[recorded]}
+            return {} if recorded is None else {recorded: info.digests[recorded]}
         name = wanted[0]
         if self.must_read(info, wanted):
             computed = await self.store.read_digests(info.id, [name])
-            info = replace(info, digests={**info.digests, **computed})
-            await self.store.update_info(info)
-        return info, {name: info.digests[name]}
+            await self.store.update_info(replace(info, digests={**info.digests, **computed}))
+            return computed
+        return {name: info.digests[name]}

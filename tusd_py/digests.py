@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Mapping
 
 from .checksum import ALGORITHMS
 from .errors import TusError, bad_request
@@ -111,6 +112,11 @@ def declared_digests(metadata_checksum: str | None, repr_digest: str | None) -> 
                 raise _invalid(f"the metadata checksum and Repr-Digest disagree on {algorithm}")
             declared[algorithm] = digest
     return declared
+
+
+def wanted_algorithms(headers: Mapping[str, str]) -> list[str]:
+    """The algorithms a request's Want-Repr-Digest asks for, most preferred first."""
+    return parse_want_repr_digest(headers.get("want-repr-digest"))
 
 
 def parse_want_repr_digest(header: str | None) -> list[str]:

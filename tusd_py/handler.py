@@ -287,7 +287,7 @@ class TusHandler:
         async with self._hold(upload_id):
             info = await self._load(upload_id)
             headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
-            if info.verified and (digest := await self._repr_digest(request, info)):
+            if info.verified and (digest := await self.repr_digest(info, digests.wanted_algorithms(request.headers))):
                 headers["Repr-Digest"] = digest
         if info.size is None:
             headers["Upload-Defer-Length"] = "1"
@@ -433,27 +433,22 @@ class TusHandler:
             "Content-Disposition": download.content_disposition(media, info.metadata.get("filename")),
             "ETag": tag,
         }
-        if self.completion.must_read(info, self._wanted_digests(request)):
+        wanted = digests.wanted_algorithms(request.headers)
+        if self.completion.must_read(info, wanted):
             # Computing a digest reads every byte and records it: never beside a DELETE.
             async with self._hold(upload_id, interrupt=False):
                 info = await self._load(upload_id)
-                digest = await self._repr_digest(request, info)
+                digest = await self.repr_digest(info, wanted)
         else:
-            digest = await self._repr_digest(request, info)
+            digest = await self.repr_digest(info, wanted)
         if digest:
             headers["Repr-Digest"] = digest
         return download.response(stored, request.headers, media, headers)
 
-    async def _repr_digest(self, request: Request, info: UploadInfo) -> str:
-        """Repr-Digest of a verified upload: the algorithm Want-Repr-Digest prefers
-        (computed once if need be: the caller holds the lock), else a recorded digest,
-        else "" (none known)."""
-        _, reported = await self.completion.digests_for(info, self._wanted_digests(request))
-        return digests.format_repr_digest(reported)
-
-    @staticmethod
-    def _wanted_digests(request: Request) -> list[str]:
-        return digests.parse_want_repr_digest(request.headers.get("want-repr-digest"))
+    async def repr_digest(self, info: UploadInfo, wanted: list[str]) -> str:
+        """Repr-Digest of a verified upload: the first `wanted` algorithm (computed once if
+        need be: the caller holds the lock), else a recorded digest, else "" (none known)."""
+        return digests.format_repr_digest(await self.completion.digests_for(info, wanted))
 
     # --- DELETE ------------------------------------------------------------------------
 

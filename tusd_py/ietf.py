@@ -676,7 +676,7 @@ class IetfHandler:
             headers["Upload-Length"] = str(info.size)
         if draft.has_limits:
             headers["Upload-Limit"] = self._limits(draft, info)
-        if info.verified and (digest := await self.tus._repr_digest(request, info)):
+        if info.verified and (digest := await self.tus.repr_digest(info, digests.wanted_algorithms(request.headers))):
             # I-DIG-1: the digest of the completed representation (Want-Repr-Digest's choice).
             headers["Repr-Digest"] = digest
         return headers
