@@ -41,6 +41,7 @@ from .info import UploadInfo
 from .lockers import Locker
 from .lockers.base import _ignore
 from .metrics import METHODS as COUNTED_METHODS
+from .socket_body import SOCKET_BODY_EXTENSION
 from .stores import DataStore, UploadExists, UploadNotFound
 from .transfer import Transfer, Transfers, receive_body
 
@@ -393,6 +394,7 @@ class TusHandler:
                 running=running,
                 transfer=transfer,
                 on_progress=progress.update,
+                socket_body=request.scope.get("extensions", {}).get(SOCKET_BODY_EXTENSION),
             )
         self.metrics.bytes_received.inc(received.info.offset - info.offset)
         progress.final(received.info.offset)

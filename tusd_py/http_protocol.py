@@ -13,10 +13,12 @@ body would otherwise hold the connection with no timer at all); and a
 response of which nothing is taken by the client for the timeout (a client
 that stopped reading) is aborted.
 
-And one saving: uvicorn appends every body chunk to a bytearray, then copies
+And two savings. uvicorn appends every body chunk to a bytearray, then copies
 that into bytes for the app: two copies of each body byte. A chunk that finds
 the buffer empty (nearly all of them) is kept as it is instead; `bytes()` of a
-bytes object is the object itself, so it reaches the app uncopied.
+bytes object is the object itself, so it reaches the app uncopied. And a large
+body can be detached: the app reads its rest from the socket itself
+(socket_body.py), while this connection skips it.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import socket
 import struct
 import termios
 
+import httptools
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .config import HEADER_TIMEOUT_VARIABLE, MAX_HEADER_SIZE_VARIABLE
+from .socket_body import SOCKET_BODY_EXTENSION, SOCKET_BODY_MIN, SocketBody
 
 # httptools buffers a header until it ends, with no limit of its own: a connection that
 # streams one endless header would grow without bound until the header deadline. The
@@ -49,6 +54,8 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     _header_bytes = 0
     _idle_timer: asyncio.TimerHandle | None = None
     _write_timer: asyncio.TimerHandle | None = None
+    _body_seen = 0  # body bytes of the current request the parser has handed over
+    body_left = 0  # bytes of a detached body still on the socket (socket_body.py)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -56,14 +63,69 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._body_seen = 0
         self._cancel_idle_timer()
         self._start_header_timer()
 
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
         super().on_headers_complete()
+        if self.scheme == "http" and self.cycle is not None and self._body_length() >= SOCKET_BODY_MIN:
+            # Not over TLS: the socket carries ciphertext there.
+            extensions: dict[str, object] = self.scope.setdefault("extensions", {})  # type: ignore[assignment]
+            extensions[SOCKET_BODY_EXTENSION] = SocketBody(self, self.cycle)
+
+    def _body_length(self) -> int:
+        """The Content-Length (httptools checked it), or 0 for a chunked body or none."""
+        length = 0
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else 0
+            elif name == b"transfer-encoding":
+                return 0
+        return length
+
+    # --- socket_body.BodyConnection ---
+
+    def detach_body(self, cycle: object, at_most: int) -> socket.socket | None:
+        if (
+            cycle is not self.cycle  # a request pipelined behind it was parsed: its body is all here
+            or self.parser is None  # connection lost
+            or self.cycle.body  # messages the app has not taken yet come first
+            or not self.cycle.more_body
+            or self.cycle.response_complete
+            or self.transport.is_closing()
+        ):
+            return None
+        left = self._body_length() - self._body_seen
+        if not SOCKET_BODY_MIN <= left <= at_most:
+            return None
+        raw = self.transport.get_extra_info("socket")
+        try:
+            sock = socket.socket(fileno=os.dup(raw.fileno()))
+            sock.setblocking(False)
+        except (AttributeError, OSError):
+            return None
+        self.flow.pause_reading()  # from here on only the app reads this socket, until the response
+        self.parser = httptools.HttpRequestParser(self)  # positioned after this body
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn does
+        self.body_left = left
+        return sock
+
+    def body_received(self, count: int) -> None:
+        assert self.flow.read_paused and 0 < count <= self.body_left
+        self.body_left -= count
+        if not self.body_left and not self.cycle.response_complete:
+            self.cycle.more_body = False  # as on_message_complete would
+            self.cycle.message_event.set()
 
     def data_received(self, data: bytes) -> None:
+        if self.body_left:  # the unread rest of a detached body: dropped
+            self._unset_keepalive_if_required()
+            if len(data) <= self.body_left:
+                self.body_left -= len(data)
+                return
+            data, self.body_left = data[self.body_left :], 0
         super().data_received(data)
         if self._header_timer is not None and not self.transport.is_closing():
             # This request's headers are still incomplete after these bytes.
@@ -73,6 +135,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse_headers()
 
     def on_body(self, body: bytes) -> None:
+        self._body_seen += len(body)
         cycle = self.cycle
         if cycle.body or cycle.response_complete or self.parser.should_upgrade():
             super().on_body(body)  # appended (or dropped) by uvicorn

@@ -26,6 +26,7 @@ from .completion import Hashers
 from .errors import TusError, checksum_mismatch, server_shutdown, upload_interrupted
 from .info import UploadInfo
 from .protocol import Checksum
+from .socket_body import SocketBody
 from .stores import DataStore, UploadWriter
 
 
@@ -185,13 +186,16 @@ async def receive_body(
     running: Hashers | None,
     transfer: Transfer,
     on_progress: Callable[[int], None] | None = None,
+    socket_body: SocketBody | None = None,
 ) -> Received:
     request_hasher = new_hasher(checksum.algorithm) if checksum else None
     # A checksummed request may be rolled back: hash into copies, adopted on commit.
     hashers = running if running is None or checksum is None else {k: h.copy() for k, h in running.items()}
     observers: list[Hasher] = [*(hashers or {}).values(), *([request_hasher] if request_hasher else [])]
     async with store.writer(info, transactional=checksum is not None, observers=observers) as writer:
-        reader = BodyReader(receive, limit=limit, idle_timeout=idle_timeout)  # closed below, whatever happens
+        reader = BodyReader(
+            receive, limit=limit, idle_timeout=idle_timeout, socket_body=socket_body
+        )  # closed below, whatever happens
         try:
             failure = await _pump(reader, writer, transfer, on_progress)
             if reader.has_pending:

@@ -311,11 +311,23 @@ class _FileWriter(WriterProgress):
 
     async def append(self, block: Buffer, *, last: bool = False) -> None:
         if len(block) <= INLINE_WRITE:
-            self._append(block, last)  # see FileStore._run
+            self._write(block, last)  # see FileStore._run
+            self._observe(block)
+        elif not self._observers:
+            await self._store._run(self._write, block, last)
         else:
-            await self._store._run(self._append, block, last)
+            # Hashing a block costs about as much as writing it, and both release the GIL:
+            # side by side in two threads. A failed write loses the hashers' state anyway
+            # (completion.py), so they may have seen the block first.
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._store._run, self._observe, block)
+                await self._store._run(self._write, block, last)
 
-    def _append(self, block: Buffer, last: bool = False) -> None:
+    def _observe(self, block: Buffer) -> None:
+        for observer in self._observers:
+            observer.update(block)
+
+    def _write(self, block: Buffer, last: bool = False) -> None:
         if self._fd < 0:
             self._open()
         view = memoryview(block)
@@ -325,8 +337,6 @@ class _FileWriter(WriterProgress):
             position += n
             self._written += n
             view = view[n:]
-        for observer in self._observers:
-            observer.update(block)
         if last and not self._transactional:
             self.close()  # in this thread hop rather than one more (a checksum still has to be checked)
 
