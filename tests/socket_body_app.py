@@ -34,6 +34,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             reader.recycle(block)
     except TusError as failure:
         error = failure.code
+        for block in reader.take_pending():  # received before the failure: kept, as transfer.py does
+            hasher.update(block)
+            length += len(block)
     finally:
         taken = reader.from_socket
         reader.close()

@@ -942,7 +942,7 @@ def _stuck_append(server: TusServer, url: str, version: int, data: bytes) -> Raw
 def test_offset_retrieval_interrupts_a_stuck_append(server: TusServer, client: httpx.Client, version: int) -> None:
     # I-CONC-4: a new HEAD terminates the running append first (no waiting for its timeout);
     # I-CONC-3: the offset it reports is accepted by the next append.
-    data = random.Random(7).randbytes(2 * MiB)
+    data = random.Random(7).randbytes(2 * BLOCK_SIZE)
     url = created(client, server, version, length=len(data))
     with _stuck_append(server, url, version, data) as stuck:
         started = time.monotonic()
@@ -962,7 +962,7 @@ def test_offset_retrieval_interrupts_a_stuck_append(server: TusServer, client: h
 
 def test_cancellation_interrupts_a_stuck_append(server: TusServer, client: httpx.Client) -> None:
     # I-CAN-2: in-flight requests are terminated before the DELETE is answered.
-    data = random.Random(8).randbytes(2 * MiB)
+    data = random.Random(8).randbytes(2 * BLOCK_SIZE)
     url = created(client, server, 8, length=len(data))
     with _stuck_append(server, url, 8, data) as stuck:
         started = time.monotonic()

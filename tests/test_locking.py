@@ -23,7 +23,7 @@ from tusd_py.body import BLOCK_SIZE
 TIMEOUT = 10.0
 PROMPT = 3.0  # a newcomer's answer, and the stuck request's 400, come within this
 MiB = 1 << 20
-SIZE = 2 * MiB
+SIZE = 2 * BLOCK_SIZE
 DATA = random.Random(41).randbytes(SIZE)
 STUCK_SENT = BLOCK_SIZE + 1000  # what a stuck PATCH sends: one block reaches the disk, the rest waits
 

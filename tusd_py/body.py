@@ -34,9 +34,9 @@ from .errors import TusError, read_timeout
 from .socket_body import SocketBody
 from .stores.base import Buffer
 
-BLOCK_SIZE = 1 << 20
-# Block memory shared by every body in flight: up to four bodies get whole blocks, more get
-# smaller ones (never below MIN_BLOCK_SIZE), so eight parallel uploads hold ~8 MiB, not 16.
+BLOCK_SIZE = 2 << 20
+# Block memory shared by every body in flight: up to two bodies get whole blocks, more get
+# smaller ones (never below MIN_BLOCK_SIZE), so eight parallel uploads hold ~8 MiB, not 32.
 # The size is chosen for each new block, not once per body, so bodies that started alone
 # shrink theirs when others arrive (sized once, W5's blocks took 13 MiB).
 BLOCK_BUDGET = 4 << 20
@@ -112,6 +112,8 @@ class BodyReader:
 
     def recycle(self, block: Block) -> None:
         """A handed-out block is written: its memory may be filled again."""
+        if type(block) is memoryview:
+            block = block.obj  # type: ignore[assignment]  # a part of one of our blocks, or of a message
         if type(block) is bytearray and len(block) == self._block_size:
             self._spare = block
 
@@ -152,12 +154,14 @@ class BodyReader:
         self._fill += count
         return data[count:]
 
-    def _hand_out(self) -> bytearray:
+    def _hand_out(self) -> Block:
         block, self._buffer = self._buffer, None
         assert block is not None
-        if self._fill < len(block):
-            del block[self._fill :]  # a last (or slow) block: exactly its bytes
-        self._fill = 0
+        fill, self._fill = self._fill, 0
+        if fill < len(block):
+            # A last (or slow) block: exactly its bytes, as a view, so the block stays whole
+            # to be filled again. Trimmed, every 1 MiB PATCH allocated a block anew: W2 -45 %.
+            return memoryview(block)[:fill]
         return block
 
     async def _read_socket(self, socket: SocketBody) -> None:
