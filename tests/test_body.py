@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from conftest import run_bounded
 
+import tusd_py.body
 from tusd_py.body import BLOCK_BUDGET, BLOCK_SIZE, MIN_BLOCK_SIZE, BodyReader
 from tusd_py.stores.base import Buffer
 
@@ -77,5 +78,17 @@ def test_bodies_that_finish_give_their_share_back() -> None:
             pass
         with bodies(1) as [body]:
             assert len(await block_of(body)) == BLOCK_SIZE
+
+    run(scenario)
+
+
+def test_spare_whole_blocks_are_let_go_once_bodies_share_smaller_ones() -> None:
+    async def scenario() -> None:
+        with bodies(1) as [body]:
+            body.recycle(await block_of(body))  # written: kept as a spare when the body closes
+        assert tusd_py.body._spares
+        with bodies(3) as crowd:
+            assert len(await block_of(crowd[0])) < BLOCK_SIZE
+            assert not tusd_py.body._spares
 
     run(scenario)

@@ -140,6 +140,10 @@ class BodyReader:
             elif self._block_size == BLOCK_SIZE and _spares:
                 self._buffer = _spares.pop()
             else:
+                if self._block_size < BLOCK_SIZE:
+                    # Bodies share smaller blocks now: whole spare blocks would sit unused
+                    # (W5 held 4 MiB of them, left by W2), so they are let go.
+                    _spares.clear()
                 self._buffer = bytearray(self._block_size)
         return self._buffer
 
