@@ -9,7 +9,15 @@ from contextlib import contextmanager
 from conftest import run_bounded
 
 import tusd_py.body
-from tusd_py.body import BLOCK_BUDGET, BLOCK_SIZE, MIN_BLOCK_SIZE, BodyReader
+from tusd_py.body import (
+    BLOCK_BUDGET,
+    BLOCK_SIZE,
+    CROWD,
+    FIRST_SHARED_BLOCK,
+    MIN_BLOCK_SIZE,
+    BodyReader,
+    crowded,
+)
 from tusd_py.stores.base import Buffer
 
 MESSAGE = 64 * 1024
@@ -90,5 +98,30 @@ def test_spare_whole_blocks_are_let_go_once_bodies_share_smaller_ones() -> None:
         with bodies(3) as crowd:
             assert len(await block_of(crowd[0])) < BLOCK_SIZE
             assert not tusd_py.body._spares
+
+    run(scenario)
+
+
+def test_a_body_that_starts_among_others_takes_a_small_first_block() -> None:
+    """Bodies that start together would each take a whole first block before they know of
+    each other (W5's peak memory); later blocks get the full share again."""
+
+    async def scenario() -> None:
+        with bodies(1) as [alone]:
+            assert len(await block_of(alone)) == BLOCK_SIZE
+            with bodies(1) as [joining]:
+                assert len(await block_of(joining)) == FIRST_SHARED_BLOCK
+                assert len(await block_of(joining)) == min(BLOCK_SIZE, BLOCK_BUDGET // 2)
+
+    run(scenario)
+
+
+def test_crowded_means_more_bodies_than_the_crowd_limit() -> None:
+    async def scenario() -> None:
+        with bodies(CROWD):
+            assert not crowded()
+            with bodies(1):
+                assert crowded()
+        assert not crowded()
 
     run(scenario)

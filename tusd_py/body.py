@@ -4,10 +4,11 @@ ASGI servers hand the body over in messages of at most a few hundred KiB.
 Writing each one separately would cost a thread hop per message, so the reader
 copies them into blocks of exactly `block_size` bytes (the last one may be
 shorter). A written block is given back (`recycle`) and filled again, so an
-upload holds at most two blocks (one being written, one being filled) plus the
-part of one message that did not fit: memory per upload is bounded, and no
-block is allocated, grown or freed per MiB (glibc kept such blocks resident:
-W5 peaked at 78 MiB).
+upload holds at most two blocks (one being written, one being filled; only one
+while more than CROWD bodies are in flight, transfer.py) plus the part of one
+message that did not fit: memory per upload is bounded, and no block is
+allocated, grown or freed per MiB (glibc kept such blocks resident: W5 peaked
+at 78 MiB). Block sizes are shared out among the bodies in flight (below).
 
 A body that arrives in one message (every small upload) is handed out as that
 message, without a copy. The rest of a larger body is read from the socket
@@ -41,6 +42,11 @@ BLOCK_SIZE = 2 << 20
 # shrink theirs when others arrive (sized once, W5's blocks took 13 MiB).
 BLOCK_BUDGET = 4 << 20
 MIN_BLOCK_SIZE = 256 << 10
+# At most this for the first block of a body that starts while others are in flight.
+FIRST_SHARED_BLOCK = 512 << 10
+# Above this many bodies in flight, a body fills its next block only once the last one is
+# written (transfer.py): the bodies overlap each other's disk and socket work instead.
+CROWD = 4
 _bodies_in_flight = 0
 Block = Buffer
 
@@ -50,6 +56,11 @@ _spares: list[bytearray] = []
 # A message smaller than this waits as it is until another comes, before a block is taken
 # for it: a thousand stalled bodies of a few bytes must not hold a thousand blocks.
 _SMALL = 64 * 1024
+
+
+def crowded() -> bool:
+    """So many bodies in flight that each should hold one block at a time."""
+    return _bodies_in_flight > CROWD
 
 
 def _shared_block_size() -> int:
@@ -76,6 +87,7 @@ class BodyReader:
         self._done = False
         self._buffer: bytearray | None = None  # the block being filled; its first _fill bytes are data
         self._fill = 0
+        self._first_block = True
         self._carry = memoryview(b"")  # the part of the last message that did not fit the block
         self._spare: bytearray | None = None  # a written block, to fill next
         self._unread: list[Block] = []  # handed out, then given back unwritten
@@ -134,6 +146,11 @@ class BodyReader:
     def _take_block(self) -> bytearray:
         if self._buffer is None:
             self._block_size = _shared_block_size()
+            if self._first_block and _bodies_in_flight > 1:
+                # Bodies that start together (W5) would each take a large first block
+                # before they know of each other: ~4 MiB more at W5's peak.
+                self._block_size = min(self._block_size, FIRST_SHARED_BLOCK)
+            self._first_block = False
             spare, self._spare = self._spare, None
             if spare is not None and len(spare) == self._block_size:
                 self._buffer = spare

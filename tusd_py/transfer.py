@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import anyio
 from starlette.types import Receive
 
-from .body import Block, BodyReader
+from .body import Block, BodyReader, crowded
 from .checksum import Hasher, new_hasher
 from .completion import Hashers
 from .errors import TusError, checksum_mismatch, server_shutdown, upload_interrupted
@@ -133,13 +133,14 @@ async def _pump(
         await write(first, True)
         return None
     # No buffer: a block is handed over only when the writer takes it, so an upload
-    # holds two blocks at most (one written, one filled).
-    send, receive = anyio.create_memory_object_stream[tuple[Block, bool]](0)
+    # holds two blocks at most (one written, one filled), one while bodies are crowded.
+    send, receive = anyio.create_memory_object_stream[tuple[Block, bool, anyio.Event]](0)
 
     async def write_blocks() -> None:
         async with receive:
-            async for block, last in receive:
+            async for block, last, written in receive:
                 await write(block, last)
+                written.set()
 
     async def read_blocks() -> None:
         nonlocal failure, first
@@ -149,8 +150,13 @@ async def _pump(
                 while block is not None:
                     # The hand-over is outside the stoppable scope: a stop that came just
                     # as the writer took the block must not leave it counted as unsent.
-                    await send.send((block, reader.finished))
+                    written = anyio.Event()
+                    await send.send((block, reader.finished, written))
                     block = None
+                    if crowded():
+                        # Many bodies at once keep both cores busy on their own: each fills
+                        # its next block into the one just written (W5: 4 MiB less, as fast).
+                        await written.wait()
                     with transfer.reading():
                         block = await reader.next_block()
             except TusError as error:
