@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import free_port
+from conftest import free_port, stop_process
 
 REDIS_SERVER = "/usr/bin/redis-server"  # CI installs it (Makefile system-deps): no skip if missing
 START_TIMEOUT = 10.0
@@ -55,10 +55,4 @@ class RedisServer:
         process, self.process = self.process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT)
+        stop_process(process, timeout=STOP_TIMEOUT)

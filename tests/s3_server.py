@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from conftest import free_port
+from conftest import free_port, stop_process
 
 START_TIMEOUT = 20.0
 # Credentials moto accepts; the store reads them from the environment like any AWS client.
@@ -39,13 +39,7 @@ class S3Server:
             client.close()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 def _client_credentials() -> dict[str, str]:

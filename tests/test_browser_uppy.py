@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import TusServer
+from conftest import TusServer, stop_process
 
 try:
     from playwright.sync_api import Browser, Page, Request, Response, sync_playwright
@@ -103,12 +103,7 @@ def page_url(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             pytest.fail(f"client_demo/serve.py did not print its URL\n{log_path.read_text(errors='replace')}")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
         process.stdout.close()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import selectors
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TUS, TusServer, free_port
+from conftest import TUS, TusServer, free_port, stop_process
 
 RUN_TIMEOUT = 30.0
 START_TIMEOUT = 15.0
@@ -54,13 +53,7 @@ def running(command: list[str], log_path: Path, cwd: Path | None = None) -> Iter
         assert url is not None, f"no 'serving at' line from {command}\n{log_path.read_text(errors='replace')}"
         yield url
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process)
         process.stdout.close()
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
+from conftest import free_port, stop_process
 
 from tusd_py.body import BLOCK_SIZE
 from tusd_py.socket_body import SOCKET_BODY_MIN
@@ -73,12 +73,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         process.wait(timeout=10)
         pytest.fail(f"uvicorn did not start: {log.read_text(errors='replace')}")
     yield Server(port, process)
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+    stop_process(process)
     process.stderr.close()
 
 
