@@ -102,9 +102,14 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             return None
         raw = self.transport.get_extra_info("socket")
         try:
-            sock = socket.socket(fileno=os.dup(raw.fileno()))
-            sock.setblocking(False)
+            duplicate = os.dup(raw.fileno())
         except (AttributeError, OSError):
+            return None
+        try:
+            sock = socket.socket(fileno=duplicate)
+            sock.setblocking(False)
+        except OSError:
+            os.close(duplicate)
             return None
         self.flow.pause_reading()  # from here on only the app reads this socket, until the response
         self.parser = httptools.HttpRequestParser(self)  # positioned after this body
