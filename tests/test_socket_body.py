@@ -207,3 +207,16 @@ def test_expect_100_continue_then_a_taken_over_body(server: Server) -> None:
         conn.send(BODY)
         result = conn.result()
     assert (result["taken"], result["sha256"]) == (True, digest(BODY))
+
+
+def test_a_trickled_body_arrives_whole(server: Server) -> None:
+    """Pauses longer than the reader's 0.1 s hand-over: part-filled blocks go out as views of
+    their bytes and the block is filled again; the bytes must still arrive in order."""
+    pieces = [BODY[i : i + 300_000] for i in range(0, 1_500_000, 300_000)]
+    with Connection(server) as conn:
+        conn.send(request(1_500_000))
+        for piece in pieces:
+            conn.send(piece)
+            time.sleep(0.15)  # the scenario: a client with pauses, not a wait for the server
+        result = conn.result()
+    assert (result["taken"], result["length"], result["sha256"]) == (True, 1_500_000, digest(BODY[:1_500_000]))
