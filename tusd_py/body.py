@@ -79,8 +79,7 @@ class BodyReader:
         _bodies_in_flight += 1
         self._counted = True
         self._receive = receive
-        self._offered_socket = socket_body  # by the server; taken over after a first message
-        self._socket: SocketBody | None = None  # once taken over: the rest is read from it
+        self._socket_body = socket_body  # offered by the server; taken over after a first message
         self._remaining = limit
         self._idle_timeout = idle_timeout
         self._block_size = _shared_block_size()  # of the block being filled
@@ -101,7 +100,7 @@ class BodyReader:
     @property
     def from_socket(self) -> bool:
         """The rest of the body is (or was) read from the socket, not from messages."""
-        return self._socket is not None
+        return self._socket_body is not None and self._socket_body.taken
 
     @property
     def finished(self) -> bool:
@@ -135,8 +134,8 @@ class BodyReader:
         if self._counted:
             self._counted = False
             _bodies_in_flight -= 1
-        if self._socket is not None:
-            self._socket.close()
+        if self._socket_body is not None:
+            self._socket_body.close()
         for block in (self._spare, self._buffer):
             if block is not None and len(block) == BLOCK_SIZE and len(_spares) < _SPARE_BLOCKS:
                 _spares.append(block)
@@ -187,12 +186,8 @@ class BodyReader:
 
     async def _read_socket(self, socket: SocketBody) -> None:
         """Read from the socket into the block being filled."""
-        block = self._take_block()
         try:
-            with anyio.fail_after(self._idle_timeout):
-                count = await socket.recv_into(block, self._fill, self._block_size)
-        except TimeoutError:
-            raise read_timeout() from None
+            count = await socket.recv_into(self._take_block(), self._fill, self._block_size)
         except OSError:
             raise connection_reset() from None
         self._fill += count
@@ -204,7 +199,8 @@ class BodyReader:
         """The next block of at most block_size bytes; None at the end of the body."""
         first_data_at = None  # read lazily: anyio calls cost ~2 us, and most blocks take few messages
         while True:
-            if self._carry and (self._buffer is not None or len(self._carry) >= _SMALL or self._socket):
+            socket = self._socket_body if self.from_socket else None
+            if self._carry and (self._buffer is not None or len(self._carry) >= _SMALL or socket is not None):
                 self._carry = self._put(self._carry)
             if self._fill == self._block_size:
                 return self._hand_out()
@@ -216,11 +212,11 @@ class BodyReader:
                     first_data_at = now
                 elif now - first_data_at >= 0.1:
                     break  # a slow body: hand over what came, so progress and offsets move
-            if self._socket is not None:
-                await self._read_socket(self._socket)
-                continue
             try:
                 with anyio.fail_after(self._idle_timeout):
+                    if socket is not None:
+                        await self._read_socket(socket)
+                        continue
                     message = await self._receive()
             except TimeoutError:
                 raise read_timeout() from None
@@ -234,8 +230,8 @@ class BodyReader:
                 self._done = True
                 chunk = chunk[: self._remaining]
             self._remaining -= len(chunk)
-            if not self._done and self._offered_socket is not None and self._offered_socket.take_over(self._remaining):
-                self._socket = self._offered_socket
+            if not self._done and self._socket_body is not None:
+                self._socket_body.take_over(self._remaining)
             if not chunk:
                 continue
             if self._done and not self._fill and not self._carry and len(chunk) <= self._block_size:

@@ -45,6 +45,17 @@ from .socket_body import SOCKET_BODY_EXTENSION, SOCKET_BODY_MIN, SocketBody
 HEADER_SLACK = 256 * 1024
 
 
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The Content-Length (httptools checked it), or 0 for a chunked body or none."""
+    length = 0
+    for name, value in headers:
+        if name == b"content-length":
+            length = int(value) if value.isdigit() else 0
+        elif name == b"transfer-encoding":
+            return 0
+    return length
+
+
 def _timeout() -> float:
     return float(os.environ.get(HEADER_TIMEOUT_VARIABLE, "60"))
 
@@ -54,6 +65,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     _header_bytes = 0
     _idle_timer: asyncio.TimerHandle | None = None
     _write_timer: asyncio.TimerHandle | None = None
+    _body_length = 0  # the current request's Content-Length (0: none, or chunked)
     _body_seen = 0  # body bytes of the current request the parser has handed over
     body_left = 0  # bytes of a detached body still on the socket (socket_body.py)
 
@@ -70,20 +82,11 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
         super().on_headers_complete()
-        if self.scheme == "http" and self.cycle is not None and self._body_length() >= SOCKET_BODY_MIN:
+        self._body_length = _content_length(self.headers)
+        if self.scheme == "http" and self.cycle is not None and self._body_length >= SOCKET_BODY_MIN:
             # Not over TLS: the socket carries ciphertext there.
             extensions: dict[str, object] = self.scope.setdefault("extensions", {})  # type: ignore[assignment]
             extensions[SOCKET_BODY_EXTENSION] = SocketBody(self, self.cycle)
-
-    def _body_length(self) -> int:
-        """The Content-Length (httptools checked it), or 0 for a chunked body or none."""
-        length = 0
-        for name, value in self.headers:
-            if name == b"content-length":
-                length = int(value) if value.isdigit() else 0
-            elif name == b"transfer-encoding":
-                return 0
-        return length
 
     # --- socket_body.BodyConnection ---
 
@@ -97,7 +100,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             or self.transport.is_closing()
         ):
             return None
-        left = self._body_length() - self._body_seen
+        left = self._body_length - self._body_seen
         if not SOCKET_BODY_MIN <= left <= at_most:
             return None
         raw = self.transport.get_extra_info("socket")

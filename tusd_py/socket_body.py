@@ -55,6 +55,11 @@ class SocketBody:
         self._sock: socket.socket | None = None
 
     @property
+    def taken(self) -> bool:
+        """The rest of the body is read from the socket (take_over succeeded)."""
+        return self._sock is not None
+
+    @property
     def remaining(self) -> int:
         """Bytes of the body still to read, once taken over."""
         return self._connection.body_left if self._sock is not None else 0
@@ -75,9 +80,7 @@ class SocketBody:
         end = min(end, start + left)
         while True:
             try:
-                # No memoryview outlives the call: the block is resized and reused later.
-                with memoryview(target) as whole, whole[start:end] as window:
-                    count = sock.recv_into(window)
+                count = sock.recv_into(memoryview(target)[start:end])
             except BlockingIOError:
                 await anyio.wait_readable(sock)
                 continue

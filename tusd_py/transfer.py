@@ -199,9 +199,8 @@ async def receive_body(
     hashers = running if running is None or checksum is None else {k: h.copy() for k, h in running.items()}
     observers: list[Hasher] = [*(hashers or {}).values(), *([request_hasher] if request_hasher else [])]
     async with store.writer(info, transactional=checksum is not None, observers=observers) as writer:
-        reader = BodyReader(
-            receive, limit=limit, idle_timeout=idle_timeout, socket_body=socket_body
-        )  # closed below, whatever happens
+        # Closed below, whatever happens.
+        reader = BodyReader(receive, limit=limit, idle_timeout=idle_timeout, socket_body=socket_body)
         try:
             failure = await _pump(reader, writer, transfer, on_progress)
             if reader.has_pending:
