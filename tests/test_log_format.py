@@ -3,6 +3,7 @@ machinery would, and steps aside whenever logging is configured by someone else.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -83,3 +84,38 @@ def test_request_log_goes_through_logging_when_someone_else_configured_it() -> N
         request_log.log.removeHandler(handler)
         request_log.log.setLevel(logging.NOTSET)
     assert stream.getvalue() == "RequestCompleted\n"  # their format, not ours
+
+
+@ours_alone()
+def test_request_lines_are_written_together_once_the_loop_turns(configured: io.StringIO) -> None:
+    writer = log_format.direct_writer(request_log.log)
+    assert writer is not None
+
+    async def scenario() -> list[str]:
+        writer(request_log.log.name, {"event": "RequestCompleted", "n": 1})
+        writer(request_log.log.name, {"event": "RequestCompleted", "n": 2})
+        before = configured.getvalue()
+        await asyncio.sleep(0)  # one loop turn
+        after_turn = configured.getvalue()
+        writer(request_log.log.name, {"event": "RequestCompleted", "n": 3})
+        logging.getLogger("tusd_py").warning("something")  # writes the waiting line first
+        return [before, after_turn, configured.getvalue()]
+
+    before, after_turn, last = asyncio.run(scenario())
+    assert before == ""
+    assert [line[24:] for line in after_turn.splitlines()] == [
+        "INFO tusd_py.requests: event=RequestCompleted n=1",
+        "INFO tusd_py.requests: event=RequestCompleted n=2",
+    ]
+    assert [line[24:] for line in last.splitlines()[2:]] == [
+        "INFO tusd_py.requests: event=RequestCompleted n=3",
+        "WARNING tusd_py: msg=something",
+    ]
+
+
+@ours_alone()
+def test_request_lines_outside_an_event_loop_are_written_at_once(configured: io.StringIO) -> None:
+    writer = log_format.direct_writer(request_log.log)
+    assert writer is not None
+    writer(request_log.log.name, {"event": "RequestCompleted"})
+    assert configured.getvalue().endswith("INFO tusd_py.requests: event=RequestCompleted\n")

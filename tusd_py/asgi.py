@@ -28,6 +28,8 @@ log = logging.getLogger("tusd_py")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 UploadEndpoint = Callable[[Request, str], Awaitable[Response]]  # with the upload id from the path
+# An upload's HEAD answered without waiting: (upload id, request headers) -> response headers or None.
+HeadNow = Callable[[str, list[tuple[bytes, bytes]]], "dict[str, str] | None"]
 
 
 class IndexedHeaders(Headers):
@@ -61,12 +63,15 @@ class TusRequest(Request):
 class Routes:
     """Where a path goes: the creation URL, an upload URL, or one of the fixed pages."""
 
-    def __init__(self, base_path: str, collection: Endpoint, upload: UploadEndpoint) -> None:
+    def __init__(
+        self, base_path: str, collection: Endpoint, upload: UploadEndpoint, upload_head_now: HeadNow | None = None
+    ) -> None:
         self.base_path = base_path
         # tusd answers both /files and /files/ for creation.
         self.collection_paths = {base_path, base_path.rstrip("/") or "/"}
         self.collection = collection
         self.upload = upload
+        self.upload_head_now = upload_head_now
         self.pages: dict[str, Endpoint] = {}  # exact paths answering GET and HEAD (metrics, greeting)
 
     def add_page(self, path: str, endpoint: Endpoint) -> None:
@@ -95,6 +100,32 @@ class TusApp:
         self.routes = routes
         self.cors = cors
         self.lifespan_context = lifespan  # background tasks run inside it
+
+    def answer_now(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]]] | None:
+        """A response given inside the HTTP protocol, with no task and no ASGI cycle
+        (http_protocol.py), for the requests that need no waiting: a HEAD of an upload
+        that is not locked, the request a client sends to resume and the one it repeats
+        most. Status and headers of a response without a body, or None: the request is
+        then served as usual, and so are all the ones this cannot answer exactly alike."""
+        started = time.perf_counter()
+        head_now = self.routes.upload_head_now
+        path = scope["path"]
+        if head_now is None or scope["method"] != "HEAD" or scope.get("root_path") or path in self.routes.pages:
+            return None
+        base_path = self.routes.base_path
+        if not path.startswith(base_path) or path in self.routes.collection_paths:
+            return None
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"x-http-method-override" or (name == b"origin" and self.cors is not None):
+                return None
+        headers = head_now(path[len(base_path) :], scope["headers"])
+        if headers is None:
+            return None
+        request_log.write("HEAD", path, 200, started, request_id)
+        return 200, [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -93,11 +93,16 @@ class Completion:
         """The digest to report for a verified upload: the first wanted algorithm
         (computed now and recorded if it never was), else one already recorded, else none."""
         if not wanted:
-            recorded = DEFAULT_ALGORITHM if DEFAULT_ALGORITHM in info.digests else next(iter(info.digests), None)
-            return {} if recorded is None else {recorded: info.digests[recorded]}
+            return recorded_digest(info)
         name = wanted[0]
         if self.must_read(info, wanted):
             computed = await self.store.read_digests(info.id, [name])
             await self.store.update_info(replace(info, digests={**info.digests, **computed}))
             return computed
         return {name: info.digests[name]}
+
+
+def recorded_digest(info: UploadInfo) -> Digests:
+    """The digest a verified upload reports when none is asked for: sha-256 if recorded, else any."""
+    recorded = DEFAULT_ALGORITHM if DEFAULT_ALGORITHM in info.digests else next(iter(info.digests), None)
+    return {} if recorded is None else {recorded: info.digests[recorded]}

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from . import digests, download, protocol, urls
 from .checksum import SUPPORTED as CHECKSUM_ALGORITHMS
-from .completion import Completion
+from .completion import Completion, recorded_digest
 from .config import Config
 from .errors import (
     TusError,
@@ -42,7 +42,7 @@ from .lockers import Locker
 from .lockers.base import _ignore
 from .metrics import METHODS as COUNTED_METHODS
 from .socket_body import SOCKET_BODY_EXTENSION
-from .stores import DataStore, UploadExists, UploadNotFound
+from .stores import DataStore, ImmediateReads, UploadExists, UploadNotFound
 from .transfer import Transfer, Transfers, receive_body
 
 log = logging.getLogger("tusd_py")
@@ -61,6 +61,7 @@ class TusHandler:
         self._request_counters = {method: self.metrics.requests.labels(method) for method in COUNTED_METHODS}
         self.completion = Completion(store, remove=self._terminate)
         self.transfers = Transfers()
+        self._immediate_store = store if isinstance(store, ImmediateReads) else None
         self.ietf: IetfHandler | None = IetfHandler(self) if config.enable_experimental_protocol else None
         extensions = ["creation", "creation-with-upload", "creation-defer-length"]
         if not config.disable_termination:
@@ -287,9 +288,57 @@ class TusHandler:
         await self._check_access(upload_id, request)
         async with self._hold(upload_id):
             info = await self._load(upload_id)
-            headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
-            if info.verified and (digest := await self.repr_digest(info, digests.wanted_algorithms(request.headers))):
-                headers["Repr-Digest"] = digest
+            wanted = digests.wanted_algorithms(request.headers)
+            headers = self._head_headers(info, await self.repr_digest(info, wanted) if info.verified else "")
+        if info.is_final:
+            partial_urls = " ".join(self._url(request, partial_id) for partial_id in info.partial_uploads)
+            headers["Upload-Concat"] = f"final;{partial_urls}"
+        return _response(200, headers)
+
+    def head_now(self, upload_id: str, request_headers: list[tuple[bytes, bytes]]) -> dict[str, str] | None:
+        """head()'s answer when it needs no waiting, for a HEAD answered inside the HTTP
+        protocol (asgi.TusApp.answer_now); None when anything needs more than a few system
+        calls or is not a plain 200: the lock is busy, the store or the locker is remote, a
+        hook or a completion must run, a header asks for more, or the answer is an error.
+        head() then serves the request."""
+        store = self._immediate_store
+        if store is None or self.transfers.closing or self.events.hooks.wants("pre-access"):
+            return None
+        header_bytes = 0
+        resumable = None
+        for name, value in request_headers:
+            header_bytes += len(name) + len(value)
+            if name == b"tus-resumable":
+                resumable = value
+            elif name in HEAD_NOW_REFUSED:
+                return None
+        if (
+            resumable != TUS_VERSION_BYTES
+            or header_bytes > self.config.max_header_size
+            or not protocol.is_valid_upload_id(upload_id)
+            or not store.exists_now(upload_id)  # before a lock file is made for it
+        ):
+            return None
+        release = self.locker.hold_now(upload_id)
+        if release is None:
+            return None
+        try:
+            info = store.info_now(upload_id)
+        except UploadNotFound:
+            return None
+        finally:
+            release()
+        if info.is_final or (info.is_complete and not info.verified) or is_expired(info, self.config.expiration):
+            return None
+        self._request_counters["HEAD"].inc()
+        digest = digests.format_repr_digest(recorded_digest(info)) if info.verified else ""
+        return {**RESPONSE_HEADERS, **self._head_headers(info, digest)}
+
+    def _head_headers(self, info: UploadInfo, repr_digest: str) -> dict[str, str]:
+        """A HEAD's description of the upload, but a final upload's partial URLs."""
+        headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
+        if repr_digest:
+            headers["Repr-Digest"] = repr_digest
         if info.size is None:
             headers["Upload-Defer-Length"] = "1"
         else:
@@ -298,11 +347,8 @@ class TusHandler:
             headers["Upload-Metadata"] = protocol.format_metadata(info.metadata)
         if info.is_partial:
             headers["Upload-Concat"] = "partial"
-        elif info.is_final:
-            partial_urls = " ".join(self._url(request, partial_id) for partial_id in info.partial_uploads)
-            headers["Upload-Concat"] = f"final;{partial_urls}"
         self._add_expires(headers, info)
-        return _response(200, headers)
+        return headers
 
     # --- PATCH -------------------------------------------------------------------------
 
@@ -576,6 +622,19 @@ class _Progress:
             self.transfer.stop(response.http.merge_into(stopped), terminate=True)
 
 
+TUS_VERSION_BYTES = protocol.TUS_VERSION.encode()
+RESPONSE_HEADERS = {"Tus-Resumable": protocol.TUS_VERSION, "X-Content-Type-Options": "nosniff"}  # on every response
+
+# Request headers that change a HEAD's answer or what it must check: head() serves those.
+HEAD_NOW_REFUSED = frozenset(
+    (
+        b"upload-draft-interop-version",  # the IETF draft (ietf.py)
+        b"want-repr-digest",  # may mean hashing the whole file
+        b"upload-metadata",  # its own size limit
+    )
+)
+
+
 def _response(
     status: int,
     headers: dict[str, str] | None = None,
@@ -583,7 +642,7 @@ def _response(
     media_type: str | None = None,
     hook: HTTPResponse | None = None,
 ) -> Response:
-    all_headers = {"Tus-Resumable": protocol.TUS_VERSION, "X-Content-Type-Options": "nosniff"}
+    all_headers = dict(RESPONSE_HEADERS)
     all_headers.update(headers or {})
     if hook is not None:
         # A pre-create / pre-finish / pre-terminate hook may shape the response (tusd's MergeWith).

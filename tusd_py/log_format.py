@@ -3,6 +3,7 @@ need it, so a hostile header cannot forge fields) or one JSON object per line.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -73,18 +74,46 @@ class JsonFormatter(_Formatter):
 
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Our handler, which can also write a line straight from its fields."""
+    """Our handler, which can also write a line straight from its fields.
+
+    Those lines (one per request) are written together once the event loop has run
+    the callbacks at hand: one write system call per loop turn rather than one per
+    request (~4 us of a ~60 us HEAD). They wait for microseconds, never for the next
+    request; any other record, and flush(), writes them first, so the order holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: list[str] = []
 
     def write_fields(self, name: str, fields: dict[str, Any]) -> None:
         formatter = self.formatter
         assert isinstance(formatter, _Formatter)
         line = formatter.render(time.time(), "INFO", name, fields) + self.terminator
         with self.lock:  # type: ignore[union-attr]
+            self._pending.append(line)
+            if len(self._pending) > 1:
+                return  # a write is already due
             try:
-                self.stream.write(line)
-                self.stream.flush()
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop in this thread: now
+                self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._pending:
+                lines, self._pending = "".join(self._pending), []
+            else:
+                lines = ""
+            try:
+                if lines:
+                    self.stream.write(lines)
+                super().flush()
             except Exception:
                 pass  # a log line must never fail the request it describes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.flush()  # request lines still waiting come first
+        super().emit(record)
 
 
 _handler: LineHandler | None = None

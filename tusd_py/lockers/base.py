@@ -28,6 +28,13 @@ class Locker(Protocol):
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
     ) -> AbstractAsyncContextManager[None]: ...
 
+    def hold_now(self, upload_id: str) -> Callable[[], None] | None:
+        """The lock at once, for work that never yields to the event loop while it holds it
+        (a HEAD answered inside the HTTP protocol): its release function, or None when the
+        lock is held or waited for, or cannot be had without waiting (a network locker).
+        Never asks a holder to let go: a caller that gets None takes the usual path."""
+        ...
+
     def discard(self, upload_id: str) -> None:
         """Forget a removed upload's lock (called by its holder)."""
         ...

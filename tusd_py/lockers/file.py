@@ -128,7 +128,13 @@ class FileLocker(SharedLocker):
                 raise lock_timeout()
             await anyio.sleep(self.acquirer_poll)
 
+    def _take_now(self, upload_id: str) -> bool:
+        return self._try_lock(upload_id)
+
     async def _let_go(self, upload_id: str) -> None:
+        self._let_go_now(upload_id)
+
+    def _let_go_now(self, upload_id: str) -> None:
         self._watched.pop(upload_id, None)
         fd, inode = self._held.pop(upload_id)
         if inode == _REMOVED:

@@ -58,6 +58,18 @@ class MemoryLocker:
         async with self.hold(upload_id, on_local_release_request, interrupt=interrupt):
             yield state
 
+    def hold_now(self, upload_id: str) -> Callable[[], None] | None:
+        if upload_id in self._holders:
+            return None
+        # Nobody can start waiting meanwhile (the caller does not yield), so the release
+        # has no one to wake.
+        self._holders[upload_id] = _Holder(_ignore)
+
+        def release() -> None:
+            del self._holders[upload_id]
+
+        return release
+
     @asynccontextmanager
     async def hold(
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
@@ -104,6 +116,28 @@ class SharedLocker:
                 yield
             finally:
                 await self._let_go(upload_id)
+
+    def hold_now(self, upload_id: str) -> Callable[[], None] | None:
+        release_local = self._local.hold_now(upload_id)
+        if release_local is None:
+            return None
+        if not self._take_now(upload_id):
+            release_local()
+            return None
+
+        def release() -> None:
+            self._let_go_now(upload_id)
+            release_local()
+
+        return release
+
+    def _take_now(self, upload_id: str) -> bool:
+        """Take the shared lock if that needs no waiting; False if it is busy or would need it."""
+        return False
+
+    def _let_go_now(self, upload_id: str) -> None:
+        """Let go of a lock `_take_now` took."""
+        raise NotImplementedError
 
     async def _take(
         self, upload_id: str, deadline: float, state: Acquisition, on_release_request: Callable[[], None]

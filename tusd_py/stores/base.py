@@ -11,7 +11,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..checksum import Hasher
 from ..info import UploadInfo
@@ -91,6 +91,18 @@ class WriterProgress:
     async def commit(self) -> None:
         # Stores act on it when the writer closes, before the response is sent.
         self._committed = True
+
+
+@runtime_checkable
+class ImmediateReads(Protocol):
+    """A store that reads an upload without waiting (local files): the handler may then
+    answer a HEAD inside the HTTP protocol, with no task and no ASGI cycle (asgi.py)."""
+
+    def exists_now(self, upload_id: str) -> bool: ...
+
+    def info_now(self, upload_id: str) -> UploadInfo:
+        """`get_info` with settling, for a holder of the lock; raises UploadNotFound."""
+        ...
 
 
 class DataStore(Protocol):

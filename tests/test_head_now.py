@@ -1,0 +1,254 @@
+"""HEADs answered inside the HTTP protocol (`TusApp.answer_now`, http_protocol.py): the answer
+must be the usual path's, byte for byte but the date, and every request it cannot answer
+exactly alike (a busy lock, a hook, an error, a header that asks for more) must go the usual
+way. In-process for the decisions, over real HTTP for what the connection sees."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from conftest import TUS, TusServer, create, head, patch, run_bounded
+
+from tusd_py.app import create_app
+from tusd_py.config import Config
+from tusd_py.info import UploadInfo
+from tusd_py.lockers import FileLocker, MemoryLocker
+from tusd_py.stores import FileStore
+
+BOUND = 10.0
+UPLOAD_ID = "a" * 32
+ABC_SHA256 = "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    run_bounded(scenario, BOUND)
+
+
+def scope(path: str, **headers: str) -> dict[str, object]:
+    names = {"Tus-Resumable": "1.0.0", **headers}
+    return {
+        "type": "http",
+        "method": "HEAD",
+        "path": path,
+        "root_path": "",
+        "headers": [(name.lower().encode(), value.encode()) for name, value in names.items()],
+    }
+
+
+def stored(tmp_path: Path, info: UploadInfo, data: bytes = b"") -> FileStore:
+    store = FileStore(tmp_path)
+
+    async def scenario() -> None:
+        await store.create(info)
+
+    run(scenario)
+    if data:
+        with open(store.data_path(info.id), "ab") as f:
+            f.write(data)
+    return store
+
+
+def test_a_plain_head_is_answered_at_once(tmp_path: Path) -> None:
+    store = stored(tmp_path, UploadInfo(id=UPLOAD_ID, size=10, metadata={"name": "a.txt"}), b"12345")
+    app = create_app(Config(upload_dir=str(tmp_path)), store=store, locker=MemoryLocker())
+    answer = app.answer_now(scope(f"/files/{UPLOAD_ID}"))
+    assert answer is not None
+    status, headers = answer
+    fields = dict(headers)
+    assert status == 200
+    assert fields[b"upload-offset"] == b"5" and fields[b"upload-length"] == b"10"
+    assert fields[b"upload-metadata"] == b"name YS50eHQ="
+    assert fields[b"tus-resumable"] == b"1.0.0" and fields[b"cache-control"] == b"no-store"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        (f"/files/{UPLOAD_ID}", {"Tus-Resumable": "0.2.2"}),  # 412
+        (f"/files/{UPLOAD_ID}", {"Origin": "https://example.com"}),  # CORS headers
+        (f"/files/{UPLOAD_ID}", {"X-HTTP-Method-Override": "DELETE"}),
+        (f"/files/{UPLOAD_ID}", {"Upload-Draft-Interop-Version": "6"}),  # the IETF draft
+        (f"/files/{UPLOAD_ID}", {"Want-Repr-Digest": "sha-256=1"}),
+        (f"/files/{UPLOAD_ID}", {"Upload-Metadata": "x"}),
+        (f"/files/{UPLOAD_ID}", {"X-Big": "x" * 70_000}),  # 431
+        (f"/files/{'b' * 32}", {}),  # 404
+        ("/files/..%2Fetc", {}),
+        ("/files/", {}),  # 405
+        ("/files", {}),
+        ("/metrics", {}),
+        ("/elsewhere", {}),
+    ],
+)
+def test_anything_else_goes_the_usual_way(tmp_path: Path, path: str, headers: dict[str, str]) -> None:
+    store = stored(tmp_path, UploadInfo(id=UPLOAD_ID, size=10))
+    app = create_app(Config(upload_dir=str(tmp_path), expose_metrics=True), store=store, locker=MemoryLocker())
+    assert app.answer_now(scope(path, **headers)) is None
+    assert not (tmp_path / f"{'b' * 32}.lock").exists()  # no lock file for an upload that is not there
+
+
+@pytest.mark.parametrize(
+    ("info", "data"),
+    [
+        (UploadInfo(id=UPLOAD_ID, size=3, is_final=True, partial_uploads=("c" * 32,)), b"abc"),  # URLs need Host
+        (UploadInfo(id=UPLOAD_ID, size=3), b"abc"),  # complete, completion never ran
+    ],
+)
+def test_uploads_that_need_more_go_the_usual_way(tmp_path: Path, info: UploadInfo, data: bytes) -> None:
+    store = stored(tmp_path, info, data)
+    app = create_app(Config(upload_dir=str(tmp_path)), store=store, locker=MemoryLocker())
+    assert app.answer_now(scope(f"/files/{UPLOAD_ID}")) is None
+
+
+def test_an_expired_upload_goes_the_usual_way(tmp_path: Path) -> None:
+    store = stored(tmp_path, UploadInfo(id=UPLOAD_ID, size=10))
+    config = Config(upload_dir=str(tmp_path), expiration=1.0)
+    app = create_app(config, store=store, locker=MemoryLocker())
+    answer = app.answer_now(scope(f"/files/{UPLOAD_ID}"))
+    assert answer is not None and b"upload-expires" in dict(answer[1])
+    old = time.time() - 60
+    os.utime(store.data_path(UPLOAD_ID), (old, old))
+    assert app.answer_now(scope(f"/files/{UPLOAD_ID}")) is None  # 410
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+def test_a_held_lock_sends_the_head_the_usual_way(tmp_path: Path, kind: str) -> None:
+    store = stored(tmp_path, UploadInfo(id=UPLOAD_ID, size=10))
+    locker = MemoryLocker() if kind == "memory" else FileLocker(tmp_path)
+    app = create_app(Config(upload_dir=str(tmp_path)), store=store, locker=locker)
+
+    async def scenario() -> None:
+        async with locker.hold(UPLOAD_ID):
+            assert app.answer_now(scope(f"/files/{UPLOAD_ID}")) is None  # it interrupts the holder
+        assert app.answer_now(scope(f"/files/{UPLOAD_ID}")) is not None
+
+    run(scenario)
+
+
+def test_a_lock_held_by_another_process_sends_the_head_the_usual_way(tmp_path: Path) -> None:
+    # Two FileLocker instances exclude each other as two processes do (test_file_locker.py).
+    store = stored(tmp_path, UploadInfo(id=UPLOAD_ID, size=10))
+    elsewhere = FileLocker(tmp_path)
+    app = create_app(Config(upload_dir=str(tmp_path)), store=store, locker=FileLocker(tmp_path))
+
+    async def scenario() -> None:
+        async with elsewhere.hold(UPLOAD_ID):
+            assert app.answer_now(scope(f"/files/{UPLOAD_ID}")) is None
+        assert app.answer_now(scope(f"/files/{UPLOAD_ID}")) is not None
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+def test_hold_now_is_a_lock(tmp_path: Path, kind: str) -> None:
+    locker = MemoryLocker(acquire_timeout=0.2) if kind == "memory" else FileLocker(tmp_path, acquire_timeout=0.2)
+
+    async def scenario() -> None:
+        release = locker.hold_now("u1")
+        assert release is not None
+        assert locker.hold_now("u1") is None
+        with anyio.move_on_after(0.1) as waited:
+            async with locker.hold("u1", interrupt=False):
+                pass
+        assert waited.cancelled_caught  # hold() waits for it
+        release()
+        async with locker.hold("u1", interrupt=False):
+            assert locker.hold_now("u1") is None
+        second = locker.hold_now("u1")
+        assert second is not None
+        second()
+
+    run(scenario)
+
+
+# --- over HTTP ----------------------------------------------------------------------
+
+
+def raw_heads(server: TusServer, requests: list[bytes], count: int) -> list[bytes]:
+    """Send every request in one write (pipelined) and read `count` responses."""
+    deadline = time.monotonic() + BOUND
+    with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
+        sock.sendall(b"".join(requests))
+        buffer = b""
+        while buffer.count(b"\r\n\r\n") < count:
+            assert time.monotonic() < deadline, "responses did not arrive in time"
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed before every response came"
+            buffer += chunk
+    return buffer.split(b"\r\n\r\n")[:count]
+
+
+def head_request(server: TusServer, path: str, *extra: str) -> bytes:
+    lines = [f"HEAD {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}", "Tus-Resumable: 1.0.0", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def without_date(response: bytes) -> list[bytes]:
+    return [line for line in response.split(b"\r\n") if not line.startswith(b"date:")]
+
+
+def test_the_answer_is_the_usual_paths(server: TusServer, client: httpx.Client) -> None:
+    urls = [
+        create(client, server, 100),
+        create(client, server, None, **{"Upload-Metadata": "filename cGhvdG8uanBn,empty"}),
+        create(client, server, 5, **{"Upload-Concat": "partial"}),
+        create(client, server, 3, **{"Repr-Digest": f"sha-256=:{ABC_SHA256}:"}),
+    ]
+    assert patch(client, urls[0], 0, b"x" * 40).status_code == 204
+    assert patch(client, urls[3], 0, b"abc").status_code == 204  # complete: a Repr-Digest too
+    for url in urls:
+        path = httpx.URL(url).path
+        # Upload-Metadata on a HEAD changes nothing but sends it the usual way.
+        quick, usual = raw_heads(
+            server, [head_request(server, path), head_request(server, path, "Upload-Metadata: x")], 2
+        )
+        assert without_date(quick) == without_date(usual)
+        assert quick.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert f"repr-digest: sha-256=:{ABC_SHA256}:".encode() in quick
+
+
+def test_pipelined_heads_are_answered_in_order(server: TusServer, client: httpx.Client) -> None:
+    sizes = [10, 20, 30]
+    paths = [httpx.URL(create(client, server, size)).path for size in sizes]
+    requests, expected = [], []
+    for i in range(60):
+        if i % 10 == 7:
+            requests.append(head_request(server, "/files/" + "f" * 32))
+            expected.append((b"404", None))
+        elif i % 10 == 9:
+            requests.append(head_request(server, paths[0], "Origin: https://example.com"))
+            expected.append((b"200", b"upload-length: 10"))
+        else:
+            requests.append(head_request(server, paths[i % 3]))
+            expected.append((b"200", f"upload-length: {sizes[i % 3]}".encode()))
+    responses = raw_heads(server, requests, len(requests))
+    for response, (status, length) in zip(responses, expected, strict=True):
+        assert response.split(b" ")[1] == status, response
+        if length is not None:
+            assert length in response.split(b"\r\n")
+    assert head(client, f"{server.origin}{paths[1]}").headers["upload-length"] == "20"
+
+
+def test_head_closes_when_asked(server: TusServer, client: httpx.Client) -> None:
+    path = httpx.URL(create(client, server, 10)).path
+    with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
+        sock.sendall(head_request(server, path, "Connection: close"))
+        received = b""
+        deadline = time.monotonic() + BOUND
+        while chunk := sock.recv(65536):  # until the server closes
+            assert time.monotonic() < deadline
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n") and b"upload-length: 10" in received
+
+
+def test_head_with_a_body_goes_the_usual_way(server: TusServer, client: httpx.Client) -> None:
+    url = create(client, server, 10)
+    response = client.request("HEAD", url, headers=TUS, content=b"12345")
+    assert response.status_code == 200 and response.headers["upload-offset"] == "0"
+    assert head(client, url).headers["upload-offset"] == "0"
