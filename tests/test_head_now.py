@@ -150,6 +150,8 @@ def test_hold_now_is_a_lock(tmp_path: Path, kind: str) -> None:
     locker = MemoryLocker(acquire_timeout=0.2) if kind == "memory" else FileLocker(tmp_path, acquire_timeout=0.2)
 
     async def scenario() -> None:
+        async with locker.hold("u1", interrupt=False):
+            pass
         release = locker.hold_now("u1")
         assert release is not None
         assert locker.hold_now("u1") is None
@@ -165,6 +167,13 @@ def test_hold_now_is_a_lock(tmp_path: Path, kind: str) -> None:
         second()
 
     run(scenario)
+
+
+def test_hold_now_never_makes_a_lock_file(tmp_path: Path) -> None:
+    # The handler does not check that the upload exists first: a lock file outlives nothing.
+    locker = FileLocker(tmp_path)
+    assert locker.hold_now("u2") is None
+    assert not (tmp_path / "u2.lock").exists()
 
 
 # --- over HTTP ----------------------------------------------------------------------

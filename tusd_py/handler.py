@@ -316,7 +316,6 @@ class TusHandler:
             resumable != TUS_VERSION_BYTES
             or header_bytes > self.config.max_header_size
             or not protocol.is_valid_upload_id(upload_id)
-            or not store.exists_now(upload_id)  # before a lock file is made for it
         ):
             return None
         release = self.locker.hold_now(upload_id)

@@ -27,7 +27,9 @@ def _text_value(value: Any) -> str:
     text = str(value)
     if _PLAIN.fullmatch(text) is not None:  # methods, paths, ids: one C call decides
         return text
-    if text == "" or _NEEDS_QUOTES.search(text) is not None or not text.isprintable():
+    if text == "":
+        return '""'  # no request id, the usual case
+    if _NEEDS_QUOTES.search(text) is not None or not text.isprintable():
         return json.dumps(text)
     return text
 

@@ -32,7 +32,8 @@ class Locker(Protocol):
         """The lock at once, for work that never yields to the event loop while it holds it
         (a HEAD answered inside the HTTP protocol): its release function, or None when the
         lock is held or waited for, or cannot be had without waiting (a network locker).
-        Never asks a holder to let go: a caller that gets None takes the usual path."""
+        Never asks a holder to let go, and never leaves anything behind for an upload
+        that does not exist: a caller that gets None takes the usual path."""
         ...
 
     def discard(self, upload_id: str) -> None:

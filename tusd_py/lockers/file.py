@@ -75,12 +75,15 @@ class FileLocker(SharedLocker):
     def _stop_path(self, upload_id: str) -> str:
         return f"{self.directory}/{upload_id}.stop"
 
-    def _try_lock(self, upload_id: str) -> bool:
+    def _try_lock(self, upload_id: str, *, create: bool = True) -> bool:
         path = self._lock_path(upload_id)
         kept = self._idle.pop(upload_id, None)
         for _ in range(2):  # a kept descriptor may be of a removed file: then once more, freshly opened
             if kept is None:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if create else os.open(path, os.O_RDWR)
+                except FileNotFoundError:
+                    return False
                 kept = fd, os.fstat(fd).st_ino
             fd, inode = kept
             try:
@@ -129,7 +132,9 @@ class FileLocker(SharedLocker):
             await anyio.sleep(self.acquirer_poll)
 
     def _take_now(self, upload_id: str) -> bool:
-        return self._try_lock(upload_id)
+        # Never makes a lock file, so the caller need not check first that the upload
+        # exists: one without a lock file (gone, or never locked) takes the usual path.
+        return self._try_lock(upload_id, create=False)
 
     async def _let_go(self, upload_id: str) -> None:
         self._let_go_now(upload_id)

@@ -98,8 +98,6 @@ class ImmediateReads(Protocol):
     """A store that reads an upload without waiting (local files): the handler may then
     answer a HEAD inside the HTTP protocol, with no task and no ASGI cycle (asgi.py)."""
 
-    def exists_now(self, upload_id: str) -> bool: ...
-
     def info_now(self, upload_id: str) -> UploadInfo:
         """`get_info` with settling, for a holder of the lock; raises UploadNotFound."""
         ...

@@ -133,14 +133,11 @@ class FileStore:
         except (OSError, ValueError) as exc:  # a marker we did not write: the upload is unusable
             raise UploadNotFound(upload_id) from exc
 
-    def exists_now(self, upload_id: str) -> bool:
-        return os.access(self.info_path(upload_id), os.F_OK)
-
     def info_now(self, upload_id: str) -> UploadInfo:
         return self._load(upload_id)
 
     async def exists(self, upload_id: str) -> bool:
-        return self.exists_now(upload_id)
+        return os.access(self.info_path(upload_id), os.F_OK)
 
     async def get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
         # Inline, not in a thread: reading a small, page-cached file and one
