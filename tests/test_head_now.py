@@ -108,13 +108,13 @@ def test_uploads_that_need_more_go_the_usual_way(tmp_path: Path, info: UploadInf
 
 def test_an_expired_upload_goes_the_usual_way(tmp_path: Path) -> None:
     store = stored(tmp_path, UploadInfo(id=UPLOAD_ID, size=10))
-    config = Config(upload_dir=str(tmp_path), expiration=1.0)
-    app = create_app(config, store=store, locker=MemoryLocker())
-    answer = app.answer_now(scope(f"/files/{UPLOAD_ID}"))
-    assert answer is not None and b"upload-expires" in dict(answer[1])
     old = time.time() - 60
-    os.utime(store.data_path(UPLOAD_ID), (old, old))
-    assert app.answer_now(scope(f"/files/{UPLOAD_ID}")) is None  # 410
+    os.utime(store.data_path(UPLOAD_ID), (old, old))  # last byte stored a minute ago
+    lasting = create_app(Config(upload_dir=str(tmp_path), expiration=3600.0), store=store, locker=MemoryLocker())
+    answer = lasting.answer_now(scope(f"/files/{UPLOAD_ID}"))
+    assert answer is not None and b"upload-expires" in dict(answer[1])
+    expiring = create_app(Config(upload_dir=str(tmp_path), expiration=1.0), store=store, locker=MemoryLocker())
+    assert expiring.answer_now(scope(f"/files/{UPLOAD_ID}")) is None  # 410
 
 
 @pytest.mark.parametrize("kind", ["memory", "file"])
@@ -152,19 +152,65 @@ def test_hold_now_is_a_lock(tmp_path: Path, kind: str) -> None:
     async def scenario() -> None:
         async with locker.hold("u1", interrupt=False):
             pass
-        release = locker.hold_now("u1")
-        assert release is not None
+        held = locker.hold_now("u1")
+        assert held is not None
         assert locker.hold_now("u1") is None
         with anyio.move_on_after(0.1) as waited:
             async with locker.hold("u1", interrupt=False):
                 pass
         assert waited.cancelled_caught  # hold() waits for it
-        release()
+        held[0]()
         async with locker.hold("u1", interrupt=False):
             assert locker.hold_now("u1") is None
-        second = locker.hold_now("u1")
-        assert second is not None
-        second()
+        again = locker.hold_now("u1")
+        assert again is not None
+        again[0]()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("kind", ["memory", "file", "file elsewhere"])
+def test_every_hold_gives_a_new_generation(tmp_path: Path, kind: str) -> None:
+    locker = MemoryLocker() if kind == "memory" else FileLocker(tmp_path)
+    other = FileLocker(tmp_path) if kind == "file elsewhere" else locker  # another process
+
+    def generation() -> bytes:
+        held = locker.hold_now("u1")
+        assert held is not None
+        held[0]()
+        return held[1]
+
+    async def scenario() -> None:
+        seen = set()
+        for _ in range(3):
+            async with other.hold("u1", interrupt=False):
+                pass
+            first = generation()
+            assert first and first == generation()  # hold_now() changes nothing
+            assert first not in seen
+            seen.add(first)
+
+    run(scenario)
+
+
+def test_a_change_made_elsewhere_is_seen(tmp_path: Path) -> None:
+    # head_now() keeps the infos it loaded; another process's hold() makes it load again.
+    store = stored(tmp_path, UploadInfo(id=UPLOAD_ID, size=10))
+    elsewhere = FileLocker(tmp_path)
+    app = create_app(Config(upload_dir=str(tmp_path)), store=store, locker=FileLocker(tmp_path))
+
+    def offset() -> bytes:
+        answer = app.answer_now(scope(f"/files/{UPLOAD_ID}"))
+        assert answer is not None
+        return dict(answer[1])[b"upload-offset"]
+
+    async def scenario() -> None:
+        for stored_bytes in (b"", b"123", b"4567"):
+            async with elsewhere.hold(UPLOAD_ID):
+                with open(store.data_path(UPLOAD_ID), "ab") as f:
+                    f.write(stored_bytes)
+            total = os.path.getsize(store.data_path(UPLOAD_ID))
+            assert offset() == offset() == str(total).encode()
 
     run(scenario)
 
@@ -261,3 +307,24 @@ def test_head_with_a_body_goes_the_usual_way(server: TusServer, client: httpx.Cl
     response = client.request("HEAD", url, headers=TUS, content=b"12345")
     assert response.status_code == 200 and response.headers["upload-offset"] == "0"
     assert head(client, url).headers["upload-offset"] == "0"
+
+
+def test_an_unchanged_upload_is_not_read_again(tmp_path: Path) -> None:
+    # Only a holder of hold() changes an upload: a change made without the lock goes unseen.
+    store = stored(tmp_path, UploadInfo(id=UPLOAD_ID, size=10))
+    locker = FileLocker(tmp_path)
+    app = create_app(Config(upload_dir=str(tmp_path)), store=store, locker=locker)
+
+    async def scenario() -> None:
+        async with locker.hold(UPLOAD_ID):
+            pass
+        first = app.answer_now(scope(f"/files/{UPLOAD_ID}"))
+        with open(store.data_path(UPLOAD_ID), "ab") as f:
+            f.write(b"12345")  # no lock
+        assert app.answer_now(scope(f"/files/{UPLOAD_ID}")) == first
+        async with locker.hold(UPLOAD_ID):
+            pass
+        answer = app.answer_now(scope(f"/files/{UPLOAD_ID}"))
+        assert answer is not None and dict(answer[1])[b"upload-offset"] == b"5"
+
+    run(scenario)

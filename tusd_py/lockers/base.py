@@ -17,6 +17,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+NowHeld = tuple[Callable[[], None], bytes]  # hold_now(): (release, generation)
+
 
 def _ignore() -> None:
     """The default release-request callback: nothing to stop."""
@@ -28,12 +30,17 @@ class Locker(Protocol):
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
     ) -> AbstractAsyncContextManager[None]: ...
 
-    def hold_now(self, upload_id: str) -> Callable[[], None] | None:
+    def hold_now(self, upload_id: str) -> NowHeld | None:
         """The lock at once, for work that never yields to the event loop while it holds it
-        (a HEAD answered inside the HTTP protocol): its release function, or None when the
-        lock is held or waited for, or cannot be had without waiting (a network locker).
-        Never asks a holder to let go, and never leaves anything behind for an upload
-        that does not exist: a caller that gets None takes the usual path."""
+        and changes nothing (a HEAD answered inside the HTTP protocol): its release function
+        and the lock's generation, or None when the lock is held or waited for, or cannot be
+        had without waiting (a network locker). Never asks a holder to let go, and never
+        leaves anything behind for an upload that does not exist: a caller that gets None
+        takes the usual path.
+
+        Every `hold()` gives the lock a new generation, and only holders of `hold()` change
+        an upload: two `hold_now()`s that see the same generation know the upload is as it
+        was. An empty generation says nothing."""
         ...
 
     def discard(self, upload_id: str) -> None:

@@ -14,7 +14,10 @@ request stops well within 3 s).
 A lock file lives as long as its upload (creating and deleting one per request
 cost ~50 us): the holder that sees the upload gone deletes it (`discard`), and a
 new holder checks that the file it locked is still the one at the path, so two
-processes can never hold "the same" lock on different inodes. The descriptors
+processes can never hold "the same" lock on different inodes. Each `hold()`
+writes new random bytes into the file: its generation (`Locker.hold_now`), read
+by a HEAD answered at once to know whether the upload changed since it last
+looked. The descriptors
 of recently used lock files stay open (an LRU bounded by the open-file limit), so an uncontended lock
 costs flock, stat and flock again instead of also an open and a close.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +40,7 @@ from .base import _ignore
 from .memory import Acquisition, SharedLocker
 
 _REMOVED = -1  # the inode recorded for a held lock file that `discard` removed
+GENERATION_SIZE = 8  # random bytes at the start of a lock file, new for each hold() (Locker.hold_now)
 
 
 class FileLocker(SharedLocker):
@@ -135,6 +140,18 @@ class FileLocker(SharedLocker):
         # Never makes a lock file, so the caller need not check first that the upload
         # exists: one without a lock file (gone, or never locked) takes the usual path.
         return self._try_lock(upload_id, create=False)
+
+    def _generation_now(self, upload_id: str) -> bytes:
+        return os.pread(self._held[upload_id][0], GENERATION_SIZE, 0)
+
+    def _new_generation(self, upload_id: str) -> None:
+        fd = self._held[upload_id][0]
+        try:
+            os.pwrite(fd, random.getrandbits(8 * GENERATION_SIZE).to_bytes(GENERATION_SIZE, "little"), 0)
+        except OSError:
+            # A full disk cannot take the first bytes of a new lock file. An empty file has
+            # no generation, which nobody trusts; if even that fails, so does this hold.
+            os.ftruncate(fd, 0)
 
     async def _let_go(self, upload_id: str) -> None:
         self._let_go_now(upload_id)

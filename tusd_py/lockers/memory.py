@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import anyio
 
 from ..errors import lock_timeout
-from .base import _ignore
+from .base import NowHeld, _ignore
 
 
 @dataclass
@@ -31,6 +31,7 @@ class MemoryLocker:
     def __init__(self, acquire_timeout: float = 20.0) -> None:
         self.acquire_timeout = acquire_timeout
         self._holders: dict[str, _Holder] = {}
+        self._holds = 0  # hold()s so far, for hold_now()'s generation
 
     async def run(self) -> None:
         """Nothing to do in the background: release requests are direct calls."""
@@ -58,7 +59,7 @@ class MemoryLocker:
         async with self.hold(upload_id, on_local_release_request, interrupt=interrupt):
             yield state
 
-    def hold_now(self, upload_id: str) -> Callable[[], None] | None:
+    def hold_now(self, upload_id: str) -> NowHeld | None:
         if upload_id in self._holders:
             return None
         # Nobody can start waiting meanwhile (the caller does not yield), so the release
@@ -68,7 +69,8 @@ class MemoryLocker:
         def release() -> None:
             del self._holders[upload_id]
 
-        return release
+        # One count for all uploads: coarser than needed, and nothing to keep per upload.
+        return release, self._holds.to_bytes(8, "little")
 
     @asynccontextmanager
     async def hold(
@@ -86,6 +88,7 @@ class MemoryLocker:
                 raise lock_timeout()
         holder = _Holder(on_release_request)
         self._holders[upload_id] = holder
+        self._holds += 1  # the generation hold_now() reports
         try:
             yield
         finally:
@@ -113,14 +116,16 @@ class SharedLocker:
             await self._take(upload_id, deadline, state, on_release_request)
             state.acquired = True
             try:
+                self._new_generation(upload_id)
                 yield
             finally:
                 await self._let_go(upload_id)
 
-    def hold_now(self, upload_id: str) -> Callable[[], None] | None:
-        release_local = self._local.hold_now(upload_id)
-        if release_local is None:
+    def hold_now(self, upload_id: str) -> NowHeld | None:
+        held_locally = self._local.hold_now(upload_id)
+        if held_locally is None:
             return None
+        release_local = held_locally[0]
         if not self._take_now(upload_id):
             release_local()
             return None
@@ -129,7 +134,7 @@ class SharedLocker:
             self._let_go_now(upload_id)
             release_local()
 
-        return release
+        return release, self._generation_now(upload_id)
 
     def _take_now(self, upload_id: str) -> bool:
         """Take the shared lock if that needs no waiting; False if it is busy or would need it."""
@@ -138,6 +143,13 @@ class SharedLocker:
     def _let_go_now(self, upload_id: str) -> None:
         """Let go of a lock `_take_now` took."""
         raise NotImplementedError
+
+    def _generation_now(self, upload_id: str) -> bytes:
+        """The generation of a lock `_take_now` took (see `Locker.hold_now`)."""
+        return b""
+
+    def _new_generation(self, upload_id: str) -> None:
+        """Called by `hold()` once it holds the shared lock: give it a new generation."""
 
     async def _take(
         self, upload_id: str, deadline: float, state: Acquisition, on_release_request: Callable[[], None]
