@@ -27,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -71,7 +72,7 @@ class FileLocker(SharedLocker):
         while True:
             await anyio.sleep(self.holder_poll)
             for upload_id, on_release_request in list(self._watched.items()):
-                if os.path.exists(self._stop_path(upload_id)):
+                if os.access(self._stop_path(upload_id), os.F_OK):
                     on_release_request()
 
     def _lock_path(self, upload_id: str) -> str:
@@ -122,7 +123,7 @@ class FileLocker(SharedLocker):
             if self._try_lock(upload_id):
                 # A stop file left behind would stop a watching holder: clear it. Our own
                 # request (if any) was heard.
-                if asked or (watch and os.path.exists(stop)):
+                if asked or (watch and os.access(stop, os.F_OK)):  # no exception when absent
                     remove_if_present(stop)
                 if watch:
                     self._watched[upload_id] = on_release_request
@@ -130,7 +131,7 @@ class FileLocker(SharedLocker):
             if state.interrupt:
                 os.close(os.open(stop, os.O_WRONLY | os.O_CREAT, 0o644))
                 asked = True
-            if anyio.current_time() >= deadline:
+            if time.monotonic() >= deadline:
                 if asked:
                     remove_if_present(stop)  # don't stop the next holder on our behalf
                 raise lock_timeout()

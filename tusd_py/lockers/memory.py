@@ -3,6 +3,7 @@ queue in front of the locks shared with other processes (`SharedLocker`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -111,7 +112,9 @@ class SharedLocker:
     async def hold(
         self, upload_id: str, on_release_request: Callable[[], None] = _ignore, *, interrupt: bool = True
     ) -> AsyncIterator[None]:
-        deadline = anyio.current_time() + self.acquire_timeout
+        # time.monotonic(), not anyio.current_time(): each anyio call looks up the running
+        # library first (~1.5 us; 1.4 % of W3). The subclasses' _take compare with it.
+        deadline = time.monotonic() + self.acquire_timeout
         async with self._local.queue(upload_id, on_release_request, interrupt=interrupt) as state:
             await self._take(upload_id, deadline, state, on_release_request)
             state.acquired = True

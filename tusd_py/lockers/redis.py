@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -183,7 +184,7 @@ class RedisLocker(SharedLocker):
             if state.interrupt and holder is not None and sent_at >= next_request:
                 await self._call(self._redis.publish(self.channel, f"{holder} {upload_id}"))
                 next_request = sent_at + self.request_interval
-            if anyio.current_time() >= deadline:
+            if time.monotonic() >= deadline:  # SharedLocker.hold's clock
                 raise lock_timeout()
             await anyio.sleep(self.acquirer_poll)
 
