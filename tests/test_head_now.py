@@ -17,6 +17,7 @@ import pytest
 from conftest import TUS, TusServer, create, head, patch, run_bounded
 
 from tusd_py.app import create_app
+from tusd_py.asgi import header_lines
 from tusd_py.config import Config
 from tusd_py.info import UploadInfo
 from tusd_py.lockers import FileLocker, MemoryLocker
@@ -42,6 +43,12 @@ def scope(path: str, **headers: str) -> dict[str, object]:
     }
 
 
+def parsed(lines: bytes) -> dict[bytes, bytes]:
+    """Header lines (asgi.header_lines) as a dict."""
+    assert lines.endswith(b"\r\n")
+    return dict(line.split(b": ", 1) for line in lines[:-2].split(b"\r\n"))  # type: ignore[misc]
+
+
 def stored(tmp_path: Path, info: UploadInfo, data: bytes = b"") -> FileStore:
     store = FileStore(tmp_path)
 
@@ -60,8 +67,8 @@ def test_a_plain_head_is_answered_at_once(tmp_path: Path) -> None:
     app = create_app(Config(upload_dir=str(tmp_path)), store=store, locker=MemoryLocker())
     answer = app.answer_now(scope(f"/files/{UPLOAD_ID}"))
     assert answer is not None
-    status, headers = answer
-    fields = dict(headers)
+    status, lines = answer
+    fields = parsed(lines)
     assert status == 200
     assert fields[b"upload-offset"] == b"5" and fields[b"upload-length"] == b"10"
     assert fields[b"upload-metadata"] == b"name YS50eHQ="
@@ -112,7 +119,7 @@ def test_an_expired_upload_goes_the_usual_way(tmp_path: Path) -> None:
     os.utime(store.data_path(UPLOAD_ID), (old, old))  # last byte stored a minute ago
     lasting = create_app(Config(upload_dir=str(tmp_path), expiration=3600.0), store=store, locker=MemoryLocker())
     answer = lasting.answer_now(scope(f"/files/{UPLOAD_ID}"))
-    assert answer is not None and b"upload-expires" in dict(answer[1])
+    assert answer is not None and b"upload-expires" in parsed(answer[1])
     expiring = create_app(Config(upload_dir=str(tmp_path), expiration=1.0), store=store, locker=MemoryLocker())
     assert expiring.answer_now(scope(f"/files/{UPLOAD_ID}")) is None  # 410
 
@@ -202,7 +209,7 @@ def test_a_change_made_elsewhere_is_seen(tmp_path: Path) -> None:
     def offset() -> bytes:
         answer = app.answer_now(scope(f"/files/{UPLOAD_ID}"))
         assert answer is not None
-        return dict(answer[1])[b"upload-offset"]
+        return parsed(answer[1])[b"upload-offset"]
 
     async def scenario() -> None:
         for stored_bytes in (b"", b"123", b"4567"):
@@ -309,6 +316,14 @@ def test_head_with_a_body_goes_the_usual_way(server: TusServer, client: httpx.Cl
     assert head(client, url).headers["upload-offset"] == "0"
 
 
+def test_header_lines_refuse_what_cannot_be_sent() -> None:
+    assert header_lines({"Upload-Offset": "5", "Upload-Metadata": "a YQ=="}) == (
+        b"upload-offset: 5\r\nupload-metadata: a YQ==\r\n"
+    )
+    for value in ("a\r\nx-injected: 1", "a\nb", "a\x00", "\u2603"):
+        assert header_lines({"Upload-Metadata": value}) is None
+
+
 def test_an_unchanged_upload_is_not_read_again(tmp_path: Path) -> None:
     # Only a holder of hold() changes an upload: a change made without the lock goes unseen.
     store = stored(tmp_path, UploadInfo(id=UPLOAD_ID, size=10))
@@ -325,6 +340,6 @@ def test_an_unchanged_upload_is_not_read_again(tmp_path: Path) -> None:
         async with locker.hold(UPLOAD_ID):
             pass
         answer = app.answer_now(scope(f"/files/{UPLOAD_ID}"))
-        assert answer is not None and dict(answer[1])[b"upload-offset"] == b"5"
+        assert answer is not None and parsed(answer[1])[b"upload-offset"] == b"5"
 
     run(scenario)

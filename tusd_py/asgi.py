@@ -12,6 +12,7 @@ neither CORS nor the request log needs to wrap `send`.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -28,8 +29,23 @@ log = logging.getLogger("tusd_py")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 UploadEndpoint = Callable[[Request, str], Awaitable[Response]]  # with the upload id from the path
-# An upload's HEAD answered without waiting: (upload id, request headers) -> response headers or None.
-HeadNow = Callable[[str, list[tuple[bytes, bytes]]], "dict[str, str] | None"]
+# An upload's HEAD answered without waiting: (upload id, request headers) -> header lines or None.
+HeadNow = Callable[[str, list[tuple[bytes, bytes]]], "bytes | None"]
+
+# What uvicorn refuses in a header value (h11 too): control characters but tab.
+_UNSENDABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_lines(headers: dict[str, str]) -> bytes | None:
+    """Response headers as HTTP/1.1 lines (`name: value\\r\\n`, names lowercased, as uvicorn
+    sends them), for an answer given inside the protocol; None if a value could not be sent
+    (a control character, or not latin-1), which the usual path then refuses as it does."""
+    if _UNSENDABLE.search("".join(headers.values())) is not None:
+        return None
+    try:
+        return "".join([f"{name.lower()}: {value}\r\n" for name, value in headers.items()]).encode("latin-1")
+    except UnicodeEncodeError:
+        return None
 
 
 class IndexedHeaders(Headers):
@@ -101,12 +117,13 @@ class TusApp:
         self.cors = cors
         self.lifespan_context = lifespan  # background tasks run inside it
 
-    def answer_now(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]]] | None:
+    def answer_now(self, scope: Scope) -> tuple[int, bytes] | None:
         """A response given inside the HTTP protocol, with no task and no ASGI cycle
         (http_protocol.py), for the requests that need no waiting: a HEAD of an upload
         that is not locked, the request a client sends to resume and the one it repeats
-        most. Status and headers of a response without a body, or None: the request is
-        then served as usual, and so are all the ones this cannot answer exactly alike."""
+        most. Status and header lines (`header_lines`) of a response without a body, or
+        None: the request is then served as usual, and so are all the ones this cannot
+        answer exactly alike."""
         started = time.perf_counter()
         head_now = self.routes.upload_head_now
         path = scope["path"]
@@ -121,11 +138,11 @@ class TusApp:
                 request_id = value.decode("latin-1")
             elif name == b"x-http-method-override" or (name == b"origin" and self.cors is not None):
                 return None
-        headers = head_now(path[len(base_path) :], scope["headers"])
-        if headers is None:
+        lines = head_now(path[len(base_path) :], scope["headers"])
+        if lines is None:
             return None
         request_log.write("HEAD", path, 200, started, request_id)
-        return 200, [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        return 200, lines
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import digests, download, protocol, urls
+from .asgi import header_lines
 from .checksum import SUPPORTED as CHECKSUM_ALGORITHMS
 from .completion import Completion, recorded_digest
 from .config import Config
@@ -62,8 +64,9 @@ class TusHandler:
         self.completion = Completion(store, remove=self._terminate)
         self.transfers = Transfers()
         self._immediate_store = store if isinstance(store, ImmediateReads) else None
-        # Infos head_now() loaded, with their lock's generation then (Locker.hold_now).
-        self._seen_infos: dict[str, tuple[bytes, UploadInfo]] = {}
+        # head_now()'s answers: upload id -> (lock generation, Upload-Expires as unix time,
+        # header lines). ~0.4 KiB each.
+        self._seen_heads: dict[str, tuple[bytes, float | None, bytes]] = {}
         self.ietf: IetfHandler | None = IetfHandler(self) if config.enable_experimental_protocol else None
         extensions = ["creation", "creation-with-upload", "creation-defer-length"]
         if not config.disable_termination:
@@ -297,12 +300,15 @@ class TusHandler:
             headers["Upload-Concat"] = f"final;{partial_urls}"
         return _response(200, headers)
 
-    def head_now(self, upload_id: str, request_headers: list[tuple[bytes, bytes]]) -> dict[str, str] | None:
+    def head_now(self, upload_id: str, request_headers: list[tuple[bytes, bytes]]) -> bytes | None:
         """head()'s answer when it needs no waiting, for a HEAD answered inside the HTTP
-        protocol (asgi.TusApp.answer_now); None when anything needs more than a few system
-        calls or is not a plain 200: the lock is busy, the store or the locker is remote, a
-        hook or a completion must run, a header asks for more, or the answer is an error.
-        head() then serves the request."""
+        protocol (asgi.TusApp.answer_now): the header lines of its 200. None when anything
+        needs more than a few system calls or is not a plain 200: the lock is busy, the
+        store or the locker is remote, a hook or a completion must run, a header asks for
+        more, or the answer is an error. head() then serves the request.
+
+        The answer is kept with the lock's generation (Locker.hold_now) and given again
+        while the generation holds: nobody changed the upload meanwhile."""
         store = self._immediate_store
         if store is None or self.transfers.closing or self.events.hooks.wants("pre-access"):
             return None
@@ -325,27 +331,37 @@ class TusHandler:
             return None
         release, generation = held
         try:
-            seen = self._seen_infos.get(upload_id)
+            seen = self._seen_heads.get(upload_id)
             if generation and seen is not None and seen[0] == generation:
-                info = seen[1]  # nobody took the lock the usual way since: unchanged
+                _, expires, lines = seen  # nobody took the lock the usual way since: unchanged
             else:
-                info = store.info_now(upload_id)
+                fresh = self._head_now_of(store.info_now(upload_id))
+                if fresh is None:
+                    return None
+                expires, lines = fresh
                 if generation:
-                    self._remember_info(upload_id, generation, info)
+                    self._remember_head(upload_id, (generation, expires, lines))
         except UploadNotFound:
             return None
         finally:
             release()
-        if info.is_final or (info.is_complete and not info.verified) or is_expired(info, self.config.expiration):
-            return None
+        if expires is not None and time.time() >= expires:
+            return None  # 410
         self._request_counters["HEAD"].inc()
-        digest = digests.format_repr_digest(recorded_digest(info)) if info.verified else ""
-        return {**RESPONSE_HEADERS, **self._head_headers(info, digest)}
+        return lines
 
-    def _remember_info(self, upload_id: str, generation: bytes, info: UploadInfo) -> None:
-        if len(self._seen_infos) >= SEEN_INFOS:
-            del self._seen_infos[next(iter(self._seen_infos))]  # the oldest
-        self._seen_infos[upload_id] = generation, info
+    def _head_now_of(self, info: UploadInfo) -> tuple[float | None, bytes] | None:
+        """head_now()'s answer for a loaded upload: when it expires, and the header lines."""
+        if info.is_final or (info.is_complete and not info.verified):
+            return None  # partial URLs need the request's host; completion must run
+        digest = digests.format_repr_digest(recorded_digest(info)) if info.verified else ""
+        lines = header_lines({**RESPONSE_HEADERS, **self._head_headers(info, digest)})
+        return None if lines is None else (expires_at(info, self.config.expiration), lines)
+
+    def _remember_head(self, upload_id: str, seen: tuple[bytes, float | None, bytes]) -> None:
+        if len(self._seen_heads) >= SEEN_HEADS:
+            del self._seen_heads[next(iter(self._seen_heads))]  # the oldest
+        self._seen_heads[upload_id] = seen
 
     def _head_headers(self, info: UploadInfo, repr_digest: str) -> dict[str, str]:
         """A HEAD's description of the upload, but a final upload's partial URLs."""
@@ -414,7 +430,7 @@ class TusHandler:
         Called by the lock's holder."""
         await self.store.terminate(upload_id)
         self.completion.forget(upload_id)
-        self._seen_infos.pop(upload_id, None)
+        self._seen_heads.pop(upload_id, None)
         self.locker.discard(upload_id)
 
     async def _declare_size(self, info: UploadInfo, size: int) -> UploadInfo:
@@ -637,8 +653,8 @@ class _Progress:
 
 
 TUS_VERSION_BYTES = protocol.TUS_VERSION.encode()
-# Uploads whose info head_now() keeps (~1.5 KiB each): W4 asks for 2,000 in turn.
-SEEN_INFOS = 4096
+# Uploads whose HEAD answer head_now() keeps: W4 asks for 2,000 in turn.
+SEEN_HEADS = 4096
 RESPONSE_HEADERS = {"Tus-Resumable": protocol.TUS_VERSION, "X-Content-Type-Options": "nosniff"}  # on every response
 
 # Request headers that change a HEAD's answer or what it must check: head() serves those.

@@ -62,13 +62,11 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
     return length
 
 
-def _render(status: int, headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """A response without a body, as uvicorn would send it; None if a header value
-    would break the framing (uvicorn refuses those, and so does the usual path)."""
-    lines = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
-    if lines.count(b"\n") != len(headers) or lines.count(b"\r") != len(headers):
-        return None
-    return b"".join((STATUS_LINE[status], lines, b"content-length: 0\r\n\r\n"))
+def _render(status: int, default_headers: list[tuple[bytes, bytes]], lines: bytes) -> bytes:
+    """A response without a body, as uvicorn would send it: uvicorn's own headers (date),
+    then the app's header lines (asgi.header_lines)."""
+    defaults = b"".join([name + b": " + value + b"\r\n" for name, value in default_headers])
+    return b"".join((STATUS_LINE[status], defaults, lines, b"content-length: 0\r\n\r\n"))
 
 
 class TimedHttpToolsProtocol(HttpToolsProtocol):
@@ -125,12 +123,12 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             return False
         try:
             answer = answer_now(cycle.scope)
-            response = None if answer is None else _render(answer[0], self.server_state.default_headers + answer[1])
         except Exception:
             self.logger.exception("answering %s %s at once failed", cycle.scope["method"], cycle.scope["path"])
             return False  # the usual path serves it
-        if response is None:
+        if answer is None:
             return False
+        response = _render(answer[0], self.server_state.default_headers, answer[1])
         cycle.response_started = cycle.response_complete = True
         cycle.more_body = False
         self.transport.write(response)
