@@ -341,6 +341,31 @@ def test_head_interrupts_a_stuck_patch_on_the_other_worker_while_a_non_interrupt
 # --- one socket per worker (SO_REUSEPORT) ------------------------------------------------------
 
 
+def test_a_head_on_one_worker_sees_every_patch_made_on_the_other(two_workers: tuple[TusServer, list[int]]) -> None:
+    # Each worker keeps its HEAD answers while the upload's lock generation holds
+    # (spec_notes/serving.md): a PATCH on the other worker must change what it answers.
+    server, pids = two_workers
+    with httpx.Client(timeout=TIMEOUT) as client:
+        url = create(client, server, 60)
+    with connection_to(server, pids, pids[0]) as first, connection_to(server, pids, pids[1]) as second:
+        offset = 0
+        for i in range(20):
+            patcher, other = (first, second) if i % 2 == 0 else (second, first)
+            for conn in (other, patcher):  # both keep an answer for this offset
+                status, headers, _ = conn.request("HEAD", url, TUS)
+                assert status == 200 and headers["upload-offset"] == str(offset), (i, headers)
+            patcher.send_request_head(
+                "PATCH", url, {**TUS, **OCTET, "Upload-Offset": str(offset), "Content-Length": "3"}
+            )
+            patcher.sock.sendall(b"abc")
+            status, headers, _ = patcher.read_response("PATCH")
+            assert status == 204, (i, status)
+            offset += 3
+            for conn in (other, patcher):
+                status, headers, _ = conn.request("HEAD", url, TUS)
+                assert status == 200 and headers["upload-offset"] == str(offset), (i, headers)
+
+
 def test_each_worker_accepts_on_its_own_socket(two_workers: tuple[TusServer, list[int]]) -> None:
     server, pids = two_workers
     mine = {pid: listening_sockets(pid, server.port) for pid in pids}
