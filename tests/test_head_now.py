@@ -15,9 +15,11 @@ import anyio
 import httpx
 import pytest
 from conftest import TUS, TusServer, create, head, patch, run_bounded
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tusd_py.app import create_app
-from tusd_py.asgi import header_lines
+from tusd_py.asgi import TusApp, header_lines
 from tusd_py.config import Config
 from tusd_py.info import UploadInfo
 from tusd_py.lockers import FileLocker, MemoryLocker
@@ -343,3 +345,70 @@ def test_an_unchanged_upload_is_not_read_again(tmp_path: Path) -> None:
         assert answer is not None and parsed(answer[1])[b"upload-offset"] == b"5"
 
     run(scenario)
+
+
+# --- the same answer, for any upload ------------------------------------------------------------
+
+METADATA_KEYS = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=","), min_size=1, max_size=8
+)
+
+
+@st.composite
+def uploads(draw: st.DrawFn) -> tuple[UploadInfo, int]:
+    """An upload's info and how many bytes it has stored."""
+    deferred = draw(st.booleans())
+    size = None if deferred else draw(st.integers(0, 40))
+    stored_bytes = draw(st.integers(0, 40 if size is None else size))
+    complete = size is not None and stored_bytes == size
+    finished = complete and draw(st.booleans())
+    digests = {"sha256": draw(st.binary(min_size=32, max_size=32))} if finished and draw(st.booleans()) else {}
+    info = UploadInfo(
+        id=UPLOAD_ID,
+        size=size,
+        metadata=draw(st.dictionaries(METADATA_KEYS, st.text(max_size=12), max_size=3)),
+        is_partial=draw(st.booleans()),
+        digests=digests,
+        finished=finished,
+    )
+    return info, stored_bytes
+
+
+def usual_head(app: TusApp, path: str) -> tuple[int, list[tuple[bytes, bytes]]]:
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    anyio.run(app, {**scope(path), "raw_path": path.encode(), "query_string": b""}, receive, send)
+    return sent[0]["status"], list(sent[0]["headers"])  # type: ignore[call-overload, return-value]
+
+
+@settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=150,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(upload=uploads(), expiration=st.sampled_from([0.0, 3600.0]))
+def test_the_answer_at_once_is_the_usual_one_for_any_upload(
+    tmp_path_factory: pytest.TempPathFactory, upload: tuple[UploadInfo, int], expiration: float
+) -> None:
+    info, stored_bytes = upload
+    directory = tmp_path_factory.mktemp("any")
+    store = stored(directory, info, b"x" * stored_bytes)
+    app = create_app(Config(upload_dir=str(directory), expiration=expiration), store=store, locker=MemoryLocker())
+    path = f"/files/{UPLOAD_ID}"
+    answer = app.answer_now(scope(path))
+    if info.with_offset(stored_bytes).is_complete and not info.finished:
+        assert answer is None  # completion must run first
+        return
+    assert answer is not None
+    status, headers = usual_head(app, path)
+    assert (status, answer[0]) == (200, 200)
+    usual = b"".join(name + b": " + value + b"\r\n" for name, value in headers if name != b"content-length")
+    assert answer[1] == usual
