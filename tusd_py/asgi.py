@@ -93,6 +93,13 @@ class Routes:
     def add_page(self, path: str, endpoint: Endpoint) -> None:
         self.pages.setdefault(path, endpoint)
 
+    def upload_id_of(self, path: str) -> str | None:
+        """The upload id when `path` is an upload URL: under the base path, and neither the
+        creation URL nor a page (those come first)."""
+        if path in self.pages or path in self.collection_paths or not path.startswith(self.base_path):
+            return None
+        return path[len(self.base_path) :]
+
     async def serve(self, request: Request, path: str) -> Response:
         page = self.pages.get(path)
         if page is not None:
@@ -101,8 +108,9 @@ class Routes:
             return await page(request)
         if path in self.collection_paths:
             return await self.collection(request)
-        if path.startswith(self.base_path):
-            return await self.upload(request, path[len(self.base_path) :])
+        upload_id = self.upload_id_of(path)
+        if upload_id is not None:
+            return await self.upload(request, upload_id)
         return PlainTextResponse("Not Found", 404)
 
 
@@ -127,10 +135,10 @@ class TusApp:
         started = time.perf_counter()
         head_now = self.routes.upload_head_now
         path = scope["path"]
-        if head_now is None or scope["method"] != "HEAD" or scope.get("root_path") or path in self.routes.pages:
+        if head_now is None or scope["method"] != "HEAD" or scope.get("root_path"):
             return None
-        base_path = self.routes.base_path
-        if not path.startswith(base_path) or path in self.routes.collection_paths:
+        upload_id = self.routes.upload_id_of(path)
+        if upload_id is None:
             return None
         request_id = ""
         for name, value in scope["headers"]:
@@ -138,7 +146,7 @@ class TusApp:
                 request_id = value.decode("latin-1")
             elif name == b"x-http-method-override" or (name == b"origin" and self.cors is not None):
                 return None
-        lines = head_now(path[len(base_path) :], scope["headers"])
+        lines = head_now(upload_id, scope["headers"])
         if lines is None:
             return None
         request_log.write("HEAD", path, 200, started, request_id)

@@ -139,10 +139,12 @@ class TusHandler:
             log.error("%s %s: storage error: %s", request.method, request.url.path, error)
             return self._render_error(request, storage_error(error))
 
-    def _check_header_sizes(self, request: Request) -> None:
+    def _headers_too_large(self, raw_headers: list[tuple[bytes, bytes]]) -> bool:
         # uvicorn's httptools parser sets no limit of its own.
-        total = sum(len(name) + len(value) for name, value in request.scope["headers"])
-        if total > self.config.max_header_size:
+        return sum(len(name) + len(value) for name, value in raw_headers) > self.config.max_header_size
+
+    def _check_header_sizes(self, request: Request) -> None:
+        if self._headers_too_large(request.scope["headers"]):
             raise TusError(431, "ERR_HEADERS_TOO_LARGE", f"request headers exceed {self.config.max_header_size} bytes")
         metadata = request.headers.get("upload-metadata")
         if metadata is not None and len(metadata) > self.config.max_metadata_size:
@@ -312,17 +314,15 @@ class TusHandler:
         store = self._immediate_store
         if store is None or self.transfers.closing or self.events.hooks.wants("pre-access"):
             return None
-        header_bytes = 0
         resumable = None
         for name, value in request_headers:
-            header_bytes += len(name) + len(value)
             if name == b"tus-resumable":
                 resumable = value
             elif name in HEAD_NOW_REFUSED:
                 return None
         if (
             resumable != TUS_VERSION_BYTES
-            or header_bytes > self.config.max_header_size
+            or self._headers_too_large(request_headers)
             or not protocol.is_valid_upload_id(upload_id)
         ):
             return None

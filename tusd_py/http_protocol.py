@@ -98,8 +98,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self._expect_headers()
 
     def on_headers_complete(self) -> None:
-        self._reading_headers = False
-        self._deadline = None
+        self._headers_read()
         self._body_length = _content_length(self.headers)
         super().on_headers_complete()  # starts the request (_start_asgi_task)
         if self.scheme == "http" and self.cycle is not None and self._body_length >= SOCKET_BODY_MIN:
@@ -232,6 +231,10 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._set_deadline()
 
+    def _headers_read(self) -> None:
+        self._reading_headers = False
+        self._deadline = None  # a request is being served: no deadline here
+
     def _set_deadline(self) -> None:
         self._deadline = self.loop.time() + self._timeout
         if self._watchdog is None:
@@ -274,8 +277,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             self._write_timer = None
 
     def _refuse_headers(self) -> None:
-        self._reading_headers = False
-        self._deadline = None
+        self._headers_read()
         if self.cycle is None or self.cycle.response_complete:  # never inside another response
             body = b"ERR_HEADERS_TOO_LARGE: request headers are too large\n"
             self.transport.write(

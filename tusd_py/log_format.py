@@ -103,10 +103,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
-            if self._pending:
-                lines, self._pending = "".join(self._pending), []
-            else:
-                lines = ""
+            lines, self._pending = "".join(self._pending), []
             try:
                 if lines:
                     self.stream.write(lines)

@@ -14,9 +14,9 @@ the last freed size lies unused, and the next message takes it back with fresh
 page faults. Measured with strace on W1 (1 GiB in one PATCH): 5,600 brk calls
 and about 30 % more server CPU than with these fixed settings (4 calls).
 
-- M_MMAP_THRESHOLD 1 MiB: whole body blocks (body.py, exactly 1 MiB) get their
-  own mappings, returned whole when freed; messages, and the smaller blocks of
-  bodies that share the block budget, stay on the heap.
+- M_MMAP_THRESHOLD 1 MiB: whole body blocks (body.py, 2 MiB) get their
+  own mappings, returned whole when freed; messages, and the blocks under 1 MiB
+  of bodies that share the block budget, stay on the heap.
 - M_TRIM_THRESHOLD 4 MiB: up to 4 MiB of free heap stays mapped between
   messages instead of going back and forth to the kernel.
 

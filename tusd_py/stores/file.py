@@ -136,8 +136,12 @@ class FileStore:
     def info_now(self, upload_id: str) -> UploadInfo:
         return self._load(upload_id)
 
-    async def exists(self, upload_id: str) -> bool:
+    def _exists(self, upload_id: str) -> bool:
+        # os.access rather than os.path.exists: no exception when absent (the usual answer).
         return os.access(self.info_path(upload_id), os.F_OK)
+
+    async def exists(self, upload_id: str) -> bool:
+        return self._exists(upload_id)
 
     async def get_info(self, upload_id: str, *, settle: bool = True) -> UploadInfo:
         # Inline, not in a thread: reading a small, page-cached file and one
@@ -155,7 +159,7 @@ class FileStore:
         info = replace(info, storage=self._storage_fields(info.id, custom_path))
 
         def create_files() -> UploadInfo:
-            if os.access(self.info_path(info.id), os.F_OK):  # no exception when absent, unlike exists()
+            if self._exists(info.id):
                 raise UploadExists(info.id)
             target = self.data_path(info.id)
             if custom_path:
@@ -226,7 +230,7 @@ class FileStore:
             # Assemble under a temporary name so a crash never leaves a final
             # upload whose bytes are short; the info is written last.
             target = self.data_path(final.id)
-            if os.path.exists(target) or os.path.exists(self.info_path(final.id)):
+            if os.access(target, os.F_OK) or self._exists(final.id):
                 raise UploadExists(final.id)
             temp = f"{target}.{_temp_suffix()}.concat"
             try:
