@@ -155,7 +155,7 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
     async def greeting(request: Request) -> Response:
         return PlainTextResponse(GREETING.format(base_path=config.base_path))
 
-    routes = Routes(config.base_path, handler.collection, handler.upload, handler.head_now)
+    routes = Routes(config.base_path, handler.collection, handler.upload, handler.head_now, handler.create_now)
     if config.expose_metrics:
         routes.add_page(config.metrics_path, metrics.endpoint)
     if config.show_greeting and config.base_path != "/":

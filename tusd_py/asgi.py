@@ -31,6 +31,9 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 UploadEndpoint = Callable[[Request, str], Awaitable[Response]]  # with the upload id from the path
 # An upload's HEAD answered without waiting: (upload id, request headers) -> header lines or None.
 HeadNow = Callable[[str, list[tuple[bytes, bytes]]], "bytes | None"]
+# A creation whose whole body came with its headers, answered without waiting: (request,
+# body) -> header lines of its 201 or None.
+CreateNow = Callable[[Request, bytes], "bytes | None"]
 
 # What uvicorn refuses in a header value (h11 too): control characters but tab.
 _UNSENDABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -80,7 +83,12 @@ class Routes:
     """Where a path goes: the creation URL, an upload URL, or one of the fixed pages."""
 
     def __init__(
-        self, base_path: str, collection: Endpoint, upload: UploadEndpoint, upload_head_now: HeadNow | None = None
+        self,
+        base_path: str,
+        collection: Endpoint,
+        upload: UploadEndpoint,
+        upload_head_now: HeadNow | None = None,
+        create_now: CreateNow | None = None,
     ) -> None:
         self.base_path = base_path
         # tusd answers both /files and /files/ for creation.
@@ -88,6 +96,7 @@ class Routes:
         self.collection = collection
         self.upload = upload
         self.upload_head_now = upload_head_now
+        self.create_now = create_now
         self.pages: dict[str, Endpoint] = {}  # exact paths answering GET and HEAD (metrics, greeting)
 
     def add_page(self, path: str, endpoint: Endpoint) -> None:
@@ -125,32 +134,50 @@ class TusApp:
         self.cors = cors
         self.lifespan_context = lifespan  # background tasks run inside it
 
-    def answer_now(self, scope: Scope) -> tuple[int, bytes] | None:
+    def answer_now(self, scope: Scope, body: bytes | None = None) -> tuple[int, bytes] | None:
         """A response given inside the HTTP protocol, with no task and no ASGI cycle
         (http_protocol.py), for the requests that need no waiting: a HEAD of an upload
-        that is not locked, the request a client sends to resume and the one it repeats
-        most. Status and header lines (`header_lines`) of a response without a body, or
+        that is not locked (the request a client sends to resume, and the one it repeats
+        most), and a creation whose whole body came with its headers (`body`, every small
+        upload). Status and header lines (`header_lines`) of a response without a body, or
         None: the request is then served as usual, and so are all the ones this cannot
         answer exactly alike."""
         started = time.perf_counter()
-        head_now = self.routes.upload_head_now
+        method = scope["method"]
         path = scope["path"]
-        if head_now is None or scope["method"] != "HEAD" or scope.get("root_path"):
+        routes = self.routes
+        if scope.get("root_path"):
             return None
-        upload_id = self.routes.upload_id_of(path)
-        if upload_id is None:
+        if method == "HEAD" and body is None:
+            upload_id = routes.upload_id_of(path)
+            if routes.upload_head_now is None or upload_id is None or (request_id := self._plain(scope)) is None:
+                return None
+            status, lines = 200, routes.upload_head_now(upload_id, scope["headers"])
+        elif method == "POST" and body is not None:
+            if (
+                routes.create_now is None
+                or path not in routes.collection_paths
+                or (request_id := self._plain(scope)) is None
+            ):
+                return None
+            status, lines = 201, routes.create_now(TusRequest(scope), body)
+        else:
             return None
+        if lines is None:
+            return None
+        request_log.write(method, path, status, started, request_id)
+        return status, lines
+
+    def _plain(self, scope: Scope) -> str | None:
+        """The request id of a request with neither a method override nor a CORS origin
+        (None otherwise: those take the usual path)."""
         request_id = ""
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"x-http-method-override" or (name == b"origin" and self.cors is not None):
                 return None
-        lines = head_now(upload_id, scope["headers"])
-        if lines is None:
-            return None
-        request_log.write("HEAD", path, 200, started, request_id)
-        return 200, lines
+        return request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

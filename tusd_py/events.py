@@ -91,9 +91,13 @@ class Events:
     async def finished(self, info: UploadInfo, request: RequestInfo) -> HTTPResponse:
         """pre-finish (its response shapes the completing request's), then post-finish."""
         response = await self.hooks.run("pre-finish", info, request)
+        self.finished_now(info, request)
+        return response.http
+
+    def finished_now(self, info: UploadInfo, request: RequestInfo) -> None:
+        """post-finish and the count, without pre-finish (when no such hook runs)."""
         self.metrics.uploads_finished.inc()
         self.hooks.notify("post-finish", info, request)
-        return response.http
 
     async def accessing(self, info: UploadInfo, request: RequestInfo) -> None:
         """pre-access (ours): may refuse HEAD, PATCH, GET or DELETE of an existing upload."""

@@ -12,9 +12,10 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import anyio
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -44,7 +45,7 @@ from .lockers import Locker
 from .lockers.base import _ignore
 from .metrics import METHODS as COUNTED_METHODS
 from .socket_body import SOCKET_BODY_EXTENSION
-from .stores import DataStore, ImmediateReads, UploadExists, UploadNotFound
+from .stores import DataStore, ImmediateStore, UploadExists, UploadNotFound
 from .transfer import Transfer, Transfers, receive_body
 
 log = logging.getLogger("tusd_py")
@@ -63,7 +64,7 @@ class TusHandler:
         self._request_counters = {method: self.metrics.requests.labels(method) for method in COUNTED_METHODS}
         self.completion = Completion(store, remove=self._terminate)
         self.transfers = Transfers()
-        self._immediate_store = store if isinstance(store, ImmediateReads) else None
+        self._immediate_store = store if isinstance(store, ImmediateStore) else None
         # head_now()'s answers: upload id -> (lock generation, Upload-Expires as unix time,
         # header lines). ~0.4 KiB each.
         self._seen_heads: dict[str, tuple[bytes, float | None, bytes]] = {}
@@ -173,18 +174,9 @@ class TusHandler:
     # --- POST (creation, creation-with-upload, concatenation) ---------------------
 
     async def create(self, request: Request, _: str) -> Response:
-        headers = request.headers
-        concat = None if self.config.disable_concatenation else protocol.parse_concat(headers.get("upload-concat"))
-        metadata = protocol.parse_metadata(headers.get("upload-metadata"))
-        declared = digests.declared_digests(metadata.get("checksum"), headers.get("repr-digest"))
-        # Like tusd, a body whose Content-Type is not offset+octet-stream is not
-        # upload data (some HTTP clients force a default type): it is ignored.
-        with_body = protocol.is_offset_octet_stream(headers.get("content-type"))
-        content_length = protocol.parse_content_length(headers.get("content-length"))
-        checksum = (
-            protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS) if with_body else None
-        )
-        _reject_checksum_trailer(request)
+        creation = _Creation.of(request, self.config.disable_concatenation)
+        concat, metadata, declared = creation.concat, creation.metadata, creation.declared
+        with_body, content_length, checksum = creation.with_body, creation.content_length, creation.checksum
         event_request = request_info(request)
 
         if concat is not None and concat.is_final:
@@ -193,7 +185,7 @@ class TusHandler:
             info, hook_response = await self._concatenate(request, concat, metadata, declared, event_request)
             return _response(201, {"Location": self._url(request, info.id)}, hook=hook_response)
 
-        size = protocol.parse_creation_length(headers.get("upload-length"), headers.get("upload-defer-length"))
+        size = creation.size()
         if size is not None:
             self._check_max_size(size)
         info = UploadInfo(
@@ -233,6 +225,70 @@ class TusHandler:
             response_headers["Upload-Offset"] = str(info.offset)
         self._add_expires(response_headers, info)
         return _response(201, response_headers, hook=finish_response or hook_response)
+
+    def create_now(self, request: Request, body: bytes) -> bytes | None:
+        """create()'s answer for an upload whose whole body came with its headers, for a
+        creation answered inside the HTTP protocol (asgi.TusApp.answer_now): the header
+        lines of its 201, or None when create() must serve it: a hook, a checksum or a
+        concatenation is involved, the store cannot do it, or anything is not a plain 201.
+
+        The upload is stored complete in one step (store.create_now): its bytes, then its
+        only .info. It does not exist until that .info does, so no lock is needed: nobody
+        knows its id before this answer."""
+        store = self._immediate_store
+        hooks = self.events.hooks
+        if (
+            store is None
+            or self.transfers.closing
+            or hooks.wants("pre-create")
+            or hooks.wants("post-receive")
+            or hooks.wants("pre-finish")
+        ):
+            return None
+        raw_headers = request.scope["headers"]
+        headers = request.headers
+        if (
+            headers.get("tus-resumable") != protocol.TUS_VERSION
+            or self._headers_too_large(raw_headers)
+            or "upload-draft-interop-version" in headers
+        ):
+            return None
+        try:
+            creation = _Creation.of(request, self.config.disable_concatenation)
+            size = creation.size()
+            if size is not None:
+                self._check_max_size(size)
+        except TusError:
+            return None  # create() answers it
+        if (
+            not creation.with_body
+            or creation.concat is not None
+            or creation.declared
+            or creation.checksum is not None
+            or size != len(body)
+            or creation.content_length != size
+        ):
+            return None
+        upload_id = secrets.token_hex(16)
+        lines = header_lines(
+            {**RESPONSE_HEADERS, "Location": self._url(request, upload_id), "Upload-Offset": str(size)}
+        )
+        if lines is None:
+            return None
+        try:
+            info = store.create_now(UploadInfo(id=upload_id, size=size, metadata=creation.metadata), body)
+        except (UploadExists, OSError) as error:
+            log.info("POST %s: creating at once failed (%s), creating as usual", request.url.path, error)
+            return None
+        self._request_counters["POST"].inc()
+        event_request = request_info(request)
+        self.events.created(replace(info, offset=0, finished=False), event_request)
+        self.metrics.bytes_received.inc(size)
+        self.events.finished_now(info, event_request)
+        expires = expires_at(info, self.config.expiration)
+        if expires is not None:
+            lines += header_lines({"Upload-Expires": protocol.format_http_date(expires)}) or b""
+        return lines
 
     async def _store_new(self, info: UploadInfo) -> UploadInfo:
         try:
@@ -615,6 +671,41 @@ class TusHandler:
             self.config.behind_proxy,
         )
         return urls.upload_url(scheme, host, self.config.base_path, upload_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Creation:
+    """A creation request's headers, parsed and checked (TusError if one is malformed)."""
+
+    headers: Headers
+    concat: protocol.Concat | None
+    metadata: dict[str, str]
+    declared: digests.Digests
+    with_body: bool
+    content_length: int | None
+    checksum: protocol.Checksum | None
+
+    @classmethod
+    def of(cls, request: Request, disable_concatenation: bool) -> _Creation:
+        headers = request.headers
+        concat = None if disable_concatenation else protocol.parse_concat(headers.get("upload-concat"))
+        metadata = protocol.parse_metadata(headers.get("upload-metadata"))
+        declared = digests.declared_digests(metadata.get("checksum"), headers.get("repr-digest"))
+        # Like tusd, a body whose Content-Type is not offset+octet-stream is not
+        # upload data (some HTTP clients force a default type): it is ignored.
+        with_body = protocol.is_offset_octet_stream(headers.get("content-type"))
+        content_length = protocol.parse_content_length(headers.get("content-length"))
+        checksum = (
+            protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS) if with_body else None
+        )
+        _reject_checksum_trailer(request)
+        return cls(headers, concat, metadata, declared, with_body, content_length, checksum)
+
+    def size(self) -> int | None:
+        """The upload's length, None when deferred (not for a final concatenation)."""
+        return protocol.parse_creation_length(
+            self.headers.get("upload-length"), self.headers.get("upload-defer-length")
+        )
 
 
 def _reject_checksum_trailer(request: Request) -> None:

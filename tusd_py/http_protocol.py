@@ -50,6 +50,9 @@ HEADER_SLACK = 256 * 1024
 
 
 CHUNKED = -1  # _body_length of a chunked body
+# A request with at most this much body may be answered at once when all of it came with its
+# headers (a small creation: TusApp.answer_now).
+ANSWER_NOW_BODY = 64 * 1024
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
@@ -84,6 +87,9 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     _body_seen = 0  # body bytes of the current request the parser has handed over
     body_left = 0  # bytes of a detached body still on the socket (socket_body.py)
     _answering = False  # inside an answer given here (_answer_now)
+    # A request with a small body whose task waits for the end of the read that carried its
+    # headers: if its whole body came in it too, it may be answered at once.
+    _deferred: tuple[RequestResponseCycle, object] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -107,22 +113,39 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             extensions[SOCKET_BODY_EXTENSION] = SocketBody(self, self.cycle)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: object) -> None:
-        if not self._answer_now(cycle, app):
+        if 0 < self._body_length <= ANSWER_NOW_BODY and cycle.scope["method"] == "POST" and self._may_answer(cycle):
+            # Maybe the whole body is in the bytes being parsed: data_received() decides.
+            self._deferred = cycle, app
+        elif self._body_length or not self._answer_now(cycle, app, None):
             super()._start_asgi_task(cycle, app)  # type: ignore[arg-type]
 
-    def _answer_now(self, cycle: RequestResponseCycle, app: object) -> bool:
-        answer_now = getattr(app, "answer_now", None)  # TusApp (not uvicorn's 503 app)
+    def _start_deferred(self) -> None:
+        """After a read: answer a deferred request at once if its whole body came, else
+        start it as usual (the rest of its body comes as usual)."""
+        assert self._deferred is not None
+        (cycle, app), self._deferred = self._deferred, None
         if (
-            answer_now is None
-            or self._answering  # a request queued behind this answer: not from inside it
-            or cycle is not self.cycle  # a pipelined request, started late: its own task
-            or self._body_length  # a body to read (or skip)
-            or not cycle.keep_alive  # closing after the response: uvicorn's path does it
-            or self.flow.write_paused  # a client that does not read gets the usual back-pressure
+            cycle.more_body  # the rest of the body is still to come
+            or cycle is not self.cycle  # a pipelined request was parsed behind it
+            or self.transport.is_closing()
+            or not self._answer_now(cycle, app, bytes(cycle.body))
         ):
+            super()._start_asgi_task(cycle, app)  # type: ignore[arg-type]
+
+    def _may_answer(self, cycle: RequestResponseCycle) -> bool:
+        return (
+            not self._answering  # a request queued behind this answer: not from inside it
+            and cycle is self.cycle  # a pipelined request, started late: its own task
+            and cycle.keep_alive  # closing after the response: uvicorn's path does it
+            and not self.flow.write_paused  # a client that does not read gets the usual back-pressure
+        )
+
+    def _answer_now(self, cycle: RequestResponseCycle, app: object, body: bytes | None) -> bool:
+        answer_now = getattr(app, "answer_now", None)  # TusApp (not uvicorn's 503 app)
+        if answer_now is None or not self._may_answer(cycle):
             return False
         try:
-            answer = answer_now(cycle.scope)
+            answer = answer_now(cycle.scope, body)
         except Exception:
             self.logger.exception("answering %s %s at once failed", cycle.scope["method"], cycle.scope["path"])
             return False  # the usual path serves it
@@ -186,6 +209,8 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
                 return
             data, self.body_left = data[self.body_left :], 0
         super().data_received(data)
+        if self._deferred is not None:
+            self._start_deferred()
         if self._reading_headers and not self.transport.is_closing():
             # This request's headers are still incomplete after these bytes.
             self._header_bytes += len(data)

@@ -1,4 +1,4 @@
-from .base import DataStore, ImmediateReads, StoredBytes, UploadExists, UploadNotFound, UploadWriter
+from .base import DataStore, ImmediateStore, StoredBytes, UploadExists, UploadNotFound, UploadWriter
 from .file import FileStore
 
-__all__ = ["DataStore", "FileStore", "ImmediateReads", "StoredBytes", "UploadExists", "UploadNotFound", "UploadWriter"]
+__all__ = ["DataStore", "FileStore", "ImmediateStore", "StoredBytes", "UploadExists", "UploadNotFound", "UploadWriter"]

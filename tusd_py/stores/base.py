@@ -94,12 +94,19 @@ class WriterProgress:
 
 
 @runtime_checkable
-class ImmediateReads(Protocol):
-    """A store that reads an upload without waiting (local files): the handler may then
-    answer a HEAD inside the HTTP protocol, with no task and no ASGI cycle (asgi.py)."""
+class ImmediateStore(Protocol):
+    """A store that reads and creates an upload without waiting (local files): the handler
+    may then answer a HEAD, or a creation whose whole body came with it, inside the HTTP
+    protocol, with no task and no ASGI cycle (asgi.py)."""
 
     def info_now(self, upload_id: str) -> UploadInfo:
         """`get_info` with settling, for a holder of the lock; raises UploadNotFound."""
+        ...
+
+    def create_now(self, info: UploadInfo, body: Buffer) -> UploadInfo:
+        """Store a new upload complete, `body` being all its bytes, and completion done
+        (`finished`): it exists, whole, once this returns, and not before. Raises
+        UploadExists, or OSError with nothing left behind."""
         ...
 
 
