@@ -233,8 +233,9 @@ class TusHandler:
         concatenation is involved, the store cannot do it, or anything is not a plain 201.
 
         The upload is stored complete in one step (store.create_now): its bytes, then its
-        only .info. It does not exist until that .info does, so no lock is needed: nobody
-        knows its id before this answer."""
+        only .info. It does not exist until that .info does, and nobody knows its id before
+        this answer: no lock is held. The lock is made for later requests
+        (Locker.prepare_new), so HEADs answered at once can be had for it."""
         store = self._immediate_store
         hooks = self.events.hooks
         if (
@@ -276,9 +277,11 @@ class TusHandler:
         if lines is None:
             return None
         try:
+            self.locker.prepare_new(upload_id)  # so HEADs answered at once know it
             info = store.create_now(UploadInfo(id=upload_id, size=size, metadata=creation.metadata), body)
         except (UploadExists, OSError) as error:
             log.info("POST %s: creating at once failed (%s), creating as usual", request.url.path, error)
+            self.locker.discard(upload_id)
             return None
         self._request_counters["POST"].inc()
         event_request = request_info(request)

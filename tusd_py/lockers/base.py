@@ -43,6 +43,13 @@ class Locker(Protocol):
         was. An empty generation says nothing."""
         ...
 
+    def prepare_new(self, upload_id: str) -> None:
+        """Make the lock of an upload that is being created without it (nobody knows its id
+        yet: a creation answered inside the HTTP protocol) as a `hold()` would leave it, with
+        a new generation, so `hold_now()` can be had for it. Raises OSError; the creator
+        calls `discard` if the creation fails."""
+        ...
+
     def discard(self, upload_id: str) -> None:
         """Forget a removed upload's lock (called by its holder)."""
         ...

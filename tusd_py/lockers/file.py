@@ -145,10 +145,19 @@ class FileLocker(SharedLocker):
     def _generation_now(self, upload_id: str) -> bytes:
         return os.pread(self._held[upload_id][0], GENERATION_SIZE, 0)
 
+    def prepare_new(self, upload_id: str) -> None:
+        # Not flocked and not kept open: nobody can want this lock yet, and an upload
+        # created in one request is rarely asked for again at once.
+        fd = os.open(self._lock_path(upload_id), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, _generation())
+        finally:
+            os.close(fd)
+
     def _new_generation(self, upload_id: str) -> None:
         fd = self._held[upload_id][0]
         try:
-            os.pwrite(fd, random.getrandbits(8 * GENERATION_SIZE).to_bytes(GENERATION_SIZE, "little"), 0)
+            os.pwrite(fd, _generation(), 0)
         except OSError:
             # A full disk cannot take the first bytes of a new lock file. An empty file has
             # no generation, which nobody trusts; if even that fails, so does this hold.
@@ -176,3 +185,7 @@ class FileLocker(SharedLocker):
             self._held[upload_id] = (self._held[upload_id][0], _REMOVED)  # closed on release
         remove_if_present(self._lock_path(upload_id))
         remove_if_present(self._stop_path(upload_id))
+
+
+def _generation() -> bytes:
+    return random.getrandbits(8 * GENERATION_SIZE).to_bytes(GENERATION_SIZE, "little")

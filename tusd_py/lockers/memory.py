@@ -37,6 +37,9 @@ class MemoryLocker:
     async def run(self) -> None:
         """Nothing to do in the background: release requests are direct calls."""
 
+    def prepare_new(self, upload_id: str) -> None:
+        self._holds += 1
+
     def discard(self, upload_id: str) -> None:
         """Nothing is kept for an upload nobody holds."""
 
@@ -153,6 +156,9 @@ class SharedLocker:
 
     def _new_generation(self, upload_id: str) -> None:
         """Called by `hold()` once it holds the shared lock: give it a new generation."""
+
+    def prepare_new(self, upload_id: str) -> None:
+        """Nothing to make (a subclass whose `hold_now` needs something does it)."""
 
     async def _take(
         self, upload_id: str, deadline: float, state: Acquisition, on_release_request: Callable[[], None]
