@@ -1,5 +1,6 @@
-"""A raw HTTP/1.1 request over a socket, for tests that must control exactly
-when body bytes go out (stuck, cut or trickled bodies)."""
+"""Raw HTTP/1.1 over a socket, for tests that must control exactly when bytes go out: a
+request whose body bytes go out when the test says (stuck, cut or trickled bodies), and
+requests sent together in one write (pipelined, or a body in the same read as its headers)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,34 @@ class RawRequest:
         if not data:
             raise ConnectionError("server closed the connection")
         self._buffer += data
+
+
+def read_bodiless(sock: socket.socket, count: int, timeout: float = TIMEOUT) -> list[bytes]:
+    """`count` responses without bodies (status line and headers each), in order."""
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    while buffer.count(b"\r\n\r\n") < count:
+        assert time.monotonic() < deadline, "responses did not arrive in time"
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before every response came"
+        buffer += chunk
+    return buffer.split(b"\r\n\r\n")[:count]
+
+
+def exchange(server: TusServer, requests: list[bytes], count: int) -> list[bytes]:
+    """Send every request in one write (pipelined) and read `count` responses without bodies."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"".join(requests))
+        return read_bodiless(sock, count)
+
+
+def send_until_closed(server: TusServer, request: bytes, timeout: float = TIMEOUT) -> bytes:
+    """Send one request and read everything until the server closes the connection."""
+    deadline = time.monotonic() + timeout
+    received = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        while chunk := sock.recv(65536):
+            assert time.monotonic() < deadline, "the server did not close in time"
+            received += chunk
+    return received

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from conftest import TUS, TusServer, create, head, patch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rawhttp import exchange, read_bodiless, send_until_closed
 from test_head_now import BOUND, parsed
 from test_hooks_file import HookDir, hooks_of
 
@@ -236,24 +236,6 @@ def creation_request(server: TusServer, body: bytes, *extra: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def read_responses(sock: socket.socket, count: int) -> list[bytes]:
-    deadline = time.monotonic() + BOUND
-    buffer = b""
-    while buffer.count(b"\r\n\r\n") < count:
-        assert time.monotonic() < deadline, "responses did not arrive in time"
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed before every response came"
-        buffer += chunk
-    return buffer.split(b"\r\n\r\n")[:count]
-
-
-def exchange(server: TusServer, requests: list[bytes], count: int) -> list[bytes]:
-    """Send every request in one write (pipelined) and read `count` responses."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
-        sock.sendall(b"".join(requests))
-        return read_responses(sock, count)
-
-
 def header(response: bytes, name: bytes) -> bytes:
     for line in response.split(b"\r\n")[1:]:
         key, _, value = line.partition(b": ")
@@ -296,10 +278,10 @@ def test_a_body_that_comes_later_goes_the_usual_way(server: TusServer, client: h
     head_part, _, _ = request.partition(b"\r\n\r\n")
     with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
         sock.sendall(head_part + b"\r\n\r\n")
-        (interim,) = read_responses(sock, 1)
+        (interim,) = read_bodiless(sock, 1)
         assert interim.startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(body)
-        (response,) = read_responses(sock, 1)
+        (response,) = read_bodiless(sock, 1)
     assert response.startswith(b"HTTP/1.1 201 Created\r\n")
     url = header(response, b"location").decode()
     assert client.get(url).content == body
@@ -326,13 +308,7 @@ def test_pipelined_creations_and_heads_are_answered_in_order(server: TusServer, 
 
 
 def test_a_creation_that_closes_is_answered_and_closed(server: TusServer, client: httpx.Client) -> None:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
-        sock.sendall(creation_request(server, BODY, "Connection: close"))
-        received = b""
-        deadline = time.monotonic() + BOUND
-        while chunk := sock.recv(65536):  # until the server closes
-            assert time.monotonic() < deadline
-            received += chunk
+    received = send_until_closed(server, creation_request(server, BODY, "Connection: close"))
     assert received.startswith(b"HTTP/1.1 201 Created\r\n")
     assert client.get(header(received, b"location").decode()).content == BODY
 

@@ -6,7 +6,6 @@ way. In-process for the decisions, over real HTTP for what the connection sees."
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from conftest import TUS, TusServer, create, head, patch, run_bounded
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rawhttp import exchange, send_until_closed
 
 from tusd_py.app import create_app
 from tusd_py.asgi import TusApp, header_lines
@@ -234,20 +234,6 @@ def test_hold_now_never_makes_a_lock_file(tmp_path: Path) -> None:
 # --- over HTTP ----------------------------------------------------------------------
 
 
-def raw_heads(server: TusServer, requests: list[bytes], count: int) -> list[bytes]:
-    """Send every request in one write (pipelined) and read `count` responses."""
-    deadline = time.monotonic() + BOUND
-    with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
-        sock.sendall(b"".join(requests))
-        buffer = b""
-        while buffer.count(b"\r\n\r\n") < count:
-            assert time.monotonic() < deadline, "responses did not arrive in time"
-            chunk = sock.recv(65536)
-            assert chunk, "connection closed before every response came"
-            buffer += chunk
-    return buffer.split(b"\r\n\r\n")[:count]
-
-
 def head_request(server: TusServer, path: str, *extra: str) -> bytes:
     lines = [f"HEAD {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}", "Tus-Resumable: 1.0.0", *extra]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -269,7 +255,7 @@ def test_the_answer_is_the_usual_paths(server: TusServer, client: httpx.Client) 
     for url in urls:
         path = httpx.URL(url).path
         # Upload-Metadata on a HEAD changes nothing but sends it the usual way.
-        quick, usual = raw_heads(
+        quick, usual = exchange(
             server, [head_request(server, path), head_request(server, path, "Upload-Metadata: x")], 2
         )
         assert without_date(quick) == without_date(usual)
@@ -291,7 +277,7 @@ def test_pipelined_heads_are_answered_in_order(server: TusServer, client: httpx.
         else:
             requests.append(head_request(server, paths[i % 3]))
             expected.append((b"200", f"upload-length: {sizes[i % 3]}".encode()))
-    responses = raw_heads(server, requests, len(requests))
+    responses = exchange(server, requests, len(requests))
     for response, (status, length) in zip(responses, expected, strict=True):
         assert response.split(b" ")[1] == status, response
         if length is not None:
@@ -301,13 +287,7 @@ def test_pipelined_heads_are_answered_in_order(server: TusServer, client: httpx.
 
 def test_head_closes_when_asked(server: TusServer, client: httpx.Client) -> None:
     path = httpx.URL(create(client, server, 10)).path
-    with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
-        sock.sendall(head_request(server, path, "Connection: close"))
-        received = b""
-        deadline = time.monotonic() + BOUND
-        while chunk := sock.recv(65536):  # until the server closes
-            assert time.monotonic() < deadline
-            received += chunk
+    received = send_until_closed(server, head_request(server, path, "Connection: close"))
     assert received.startswith(b"HTTP/1.1 200 OK\r\n") and b"upload-length: 10" in received
 
 

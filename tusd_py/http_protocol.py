@@ -208,9 +208,11 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
                 self.body_left -= len(data)
                 return
             data, self.body_left = data[self.body_left :], 0
-        super().data_received(data)
-        if self._deferred is not None:
-            self._start_deferred()
+        try:
+            super().data_received(data)
+        finally:
+            if self._deferred is not None:  # never left waiting, whatever the parser did
+                self._start_deferred()
         if self._reading_headers and not self.transport.is_closing():
             # This request's headers are still incomplete after these bytes.
             self._header_bytes += len(data)
