@@ -307,6 +307,16 @@ def test_pipelined_creations_and_heads_are_answered_in_order(server: TusServer, 
             assert client.get(header(response, b"location").decode()).content == body
 
 
+def test_a_pipelined_creation_last_in_its_read_is_answered(server: TusServer, client: httpx.Client) -> None:
+    # The second one starts when the first is answered, after the read that carried both:
+    # its body is all here, and nothing more will come to finish it (it once waited forever).
+    first, second = b"first" * 10, b"second" * 10
+    responses = exchange(server, [creation_request(server, first), creation_request(server, second)], 2)
+    for response, body in zip(responses, (first, second), strict=True):
+        assert response.startswith(b"HTTP/1.1 201 Created\r\n")
+        assert client.get(header(response, b"location").decode()).content == body
+
+
 def test_a_creation_that_closes_is_answered_and_closed(server: TusServer, client: httpx.Client) -> None:
     received = send_until_closed(server, creation_request(server, BODY, "Connection: close"))
     assert received.startswith(b"HTTP/1.1 201 Created\r\n")
@@ -344,3 +354,45 @@ def test_tus_resumable_is_checked_over_http(server: TusServer) -> None:
     (response,) = exchange(server, [request], 1)
     assert response.startswith(b"HTTP/1.1 412 ")
     assert TUS["Tus-Resumable"] == "1.0.0"
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=30)
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=6_000), max_size=6),
+    after=st.lists(st.integers(min_value=0, max_value=8), max_size=6),
+)
+def test_however_the_bytes_are_split_every_creation_is_stored(
+    server: TusServer, cuts: list[int], after: list[int]
+) -> None:
+    # Pipelined creations with bodies, and OPTIONS, sent in pieces cut anywhere (inside a
+    # request line, a header, a body), and cut after some requests (`after`), where the rest
+    # goes out only once their answers came: those creations arrive whole in a read of their
+    # own and are answered at once, the others take the usual path. Each answer, in order,
+    # and each stored upload must be the same either way.
+    bodies = [bytes([i]) * (700 + 300 * i) for i in range(6)]
+    requests = []
+    for i, body in enumerate(bodies):
+        requests.append(creation_request(server, body))
+        if i % 2:
+            requests.append(b"OPTIONS /files/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    ends = {sum(len(request) for request in requests[: k + 1]): k + 1 for k in range(len(requests))}
+    stream = b"".join(requests)
+    waits = {end: count for end, count in ends.items() if count - 1 in after}  # cut -> answers due
+    expected = [kind for i in range(len(bodies)) for kind in (("201", "200") if i % 2 else ("201",))]
+    responses: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        start = 0
+        for cut in sorted({min(cut, len(stream)) for cut in cuts} | set(waits) | {len(stream)}):
+            if cut > start:
+                sock.sendall(stream[start:cut])
+            start = cut
+            if cut in waits:
+                responses += read_bodiless(sock, waits[cut] - len(responses))
+        responses += read_bodiless(sock, len(expected) - len(responses))
+    assert [response.split(b" ")[1].decode() for response in responses] == expected
+    created = [response for response in responses if response.startswith(b"HTTP/1.1 201")]
+    with httpx.Client(timeout=BOUND) as client:
+        for response, body in zip(created, bodies, strict=True):
+            assert header(response, b"upload-offset") == str(len(body)).encode()
+            assert client.get(header(response, b"location").decode()).content == body

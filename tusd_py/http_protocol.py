@@ -90,6 +90,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     # A request with a small body whose task waits for the end of the read that carried its
     # headers: if its whole body came in it too, it may be answered at once.
     _deferred: tuple[RequestResponseCycle, object] | None = None
+    _parsing = False  # inside data_received's parsing: a request started now may be deferred
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -114,10 +115,16 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: object) -> None:
         if 0 < self._body_length <= ANSWER_NOW_BODY and cycle.scope["method"] == "POST" and self._may_answer(cycle):
-            # Maybe the whole body is in the bytes being parsed: data_received() decides.
-            self._deferred = cycle, app
-        elif self._body_length or not self._answer_now(cycle, app, None):
-            super()._start_asgi_task(cycle, app)  # type: ignore[arg-type]
+            if self._parsing:
+                # Maybe the whole body is in the bytes being parsed: data_received() decides.
+                self._deferred = cycle, app
+                return
+            # Started after the read that carried it (pipelined): its body is all here or not.
+            if not cycle.more_body and self._answer_now(cycle, app, bytes(cycle.body)):
+                return
+        elif not self._body_length and self._answer_now(cycle, app, None):
+            return
+        super()._start_asgi_task(cycle, app)  # type: ignore[arg-type]
 
     def _start_deferred(self) -> None:
         """After a read: answer a deferred request at once if its whole body came, else
@@ -208,9 +215,11 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
                 self.body_left -= len(data)
                 return
             data, self.body_left = data[self.body_left :], 0
+        self._parsing = True
         try:
             super().data_received(data)
         finally:
+            self._parsing = False
             if self._deferred is not None:  # never left waiting, whatever the parser did
                 self._start_deferred()
         if self._reading_headers and not self.transport.is_closing():
