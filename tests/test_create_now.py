@@ -1,5 +1,5 @@
 """Creations answered inside the HTTP protocol (`TusApp.answer_now` with a body,
-`TusHandler.create_now`, http_protocol.py): a creation whose whole body came with its
+`at_once.AtOnce.create`, http_protocol.py): a creation whose whole body came with its
 headers is stored complete in one step, and its answer, its stored files and its events
 must be the usual path's; every creation it cannot serve exactly alike (a hook, a checksum,
 a concatenation, an error, a body still on its way) must go the usual way and find
@@ -132,7 +132,7 @@ def test_a_hook_that_shapes_a_creation_sends_it_the_usual_way(tmp_path: Path, ev
 
 def test_during_shutdown_creation_goes_the_usual_way(tmp_path: Path) -> None:
     app = app_in(tmp_path)
-    handler = app.routes.create_now.__self__  # type: ignore[union-attr]
+    handler = app.routes.create_now.__self__.tus  # type: ignore[union-attr]
     handler.shutdown()
     assert app.answer_now(scope(), BODY) is None
     assert os.listdir(tmp_path) == []
@@ -152,7 +152,7 @@ def test_a_store_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pyte
 
 def test_metrics_count_a_creation_at_once_as_the_usual_path_does(tmp_path: Path) -> None:
     app = app_in(tmp_path, locker=MemoryLocker())
-    metrics = app.routes.create_now.__self__.metrics  # type: ignore[union-attr]
+    metrics = app.routes.create_now.__self__.tus.metrics  # type: ignore[union-attr]
     assert app.answer_now(scope(), BODY) is not None
     sample = metrics.registry.get_sample_value
     assert sample("tusd_uploads_created") == 1

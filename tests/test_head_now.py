@@ -203,7 +203,7 @@ def test_every_hold_gives_a_new_generation(tmp_path: Path, kind: str) -> None:
 
 
 def test_a_change_made_elsewhere_is_seen(tmp_path: Path) -> None:
-    # head_now() keeps the infos it loaded; another process's hold() makes it load again.
+    # AtOnce.head() keeps the answers it made; another process's hold() makes it load again.
     store = stored(tmp_path, UploadInfo(id=UPLOAD_ID, size=10))
     elsewhere = FileLocker(tmp_path)
     app = create_app(Config(upload_dir=str(tmp_path)), store=store, locker=FileLocker(tmp_path))

@@ -155,7 +155,14 @@ def create_app(config: Config, store: DataStore | None = None, locker: Locker | 
     async def greeting(request: Request) -> Response:
         return PlainTextResponse(GREETING.format(base_path=config.base_path))
 
-    routes = Routes(config.base_path, handler.collection, handler.upload, handler.head_now, handler.create_now)
+    at_once = handler.at_once
+    routes = Routes(
+        config.base_path,
+        handler.collection,
+        handler.upload,
+        at_once.head if at_once is not None else None,
+        at_once.create if at_once is not None else None,
+    )
     if config.expose_metrics:
         routes.add_page(config.metrics_path, metrics.endpoint)
     if config.show_greeting and config.base_path != "/":

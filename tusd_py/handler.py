@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import anyio
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
 from . import digests, download, protocol, urls
-from .asgi import header_lines
+from .at_once import AtOnce
 from .checksum import SUPPORTED as CHECKSUM_ALGORITHMS
-from .completion import Completion, recorded_digest
+from .completion import Completion
 from .config import Config
+from .creation import Creation, reject_checksum_trailer
 from .errors import (
     TusError,
     bad_request,
@@ -64,10 +63,8 @@ class TusHandler:
         self._request_counters = {method: self.metrics.requests.labels(method) for method in COUNTED_METHODS}
         self.completion = Completion(store, remove=self._terminate)
         self.transfers = Transfers()
-        self._immediate_store = store if isinstance(store, ImmediateStore) else None
-        # head_now()'s answers: upload id -> (lock generation, Upload-Expires as unix time,
-        # header lines). ~0.4 KiB each.
-        self._seen_heads: dict[str, tuple[bytes, float | None, bytes]] = {}
+        # Requests answered inside the HTTP protocol (at_once.py): with a local store only.
+        self.at_once = AtOnce(self, store) if isinstance(store, ImmediateStore) else None
         self.ietf: IetfHandler | None = IetfHandler(self) if config.enable_experimental_protocol else None
         extensions = ["creation", "creation-with-upload", "creation-defer-length"]
         if not config.disable_termination:
@@ -174,7 +171,7 @@ class TusHandler:
     # --- POST (creation, creation-with-upload, concatenation) ---------------------
 
     async def create(self, request: Request, _: str) -> Response:
-        creation = _Creation.of(request, self.config.disable_concatenation)
+        creation = Creation.of(request.headers, self.config.disable_concatenation)
         concat, metadata, declared = creation.concat, creation.metadata, creation.declared
         with_body, content_length, checksum = creation.with_body, creation.content_length, creation.checksum
         event_request = request_info(request)
@@ -225,73 +222,6 @@ class TusHandler:
             response_headers["Upload-Offset"] = str(info.offset)
         self._add_expires(response_headers, info)
         return _response(201, response_headers, hook=finish_response or hook_response)
-
-    def create_now(self, request: Request, body: bytes) -> bytes | None:
-        """create()'s answer for an upload whose whole body came with its headers, for a
-        creation answered inside the HTTP protocol (asgi.TusApp.answer_now): the header
-        lines of its 201, or None when create() must serve it: a hook, a checksum or a
-        concatenation is involved, the store cannot do it, or anything is not a plain 201.
-
-        The upload is stored complete in one step (store.create_now): its bytes, then its
-        only .info. It does not exist until that .info does, and nobody knows its id before
-        this answer: no lock is held. The lock is made for later requests
-        (Locker.prepare_new), so HEADs answered at once can be had for it."""
-        store = self._immediate_store
-        hooks = self.events.hooks
-        if (
-            store is None
-            or self.transfers.closing
-            or hooks.wants("pre-create")
-            or hooks.wants("post-receive")
-            or hooks.wants("pre-finish")
-        ):
-            return None
-        raw_headers = request.scope["headers"]
-        headers = request.headers
-        if (
-            headers.get("tus-resumable") != protocol.TUS_VERSION
-            or self._headers_too_large(raw_headers)
-            or "upload-draft-interop-version" in headers
-        ):
-            return None
-        try:
-            creation = _Creation.of(request, self.config.disable_concatenation)
-            size = creation.size()
-            if size is not None:
-                self._check_max_size(size)
-        except TusError:
-            return None  # create() answers it
-        if (
-            not creation.with_body
-            or creation.concat is not None
-            or creation.declared
-            or creation.checksum is not None
-            or size != len(body)
-            or creation.content_length != size
-        ):
-            return None
-        upload_id = secrets.token_hex(16)
-        lines = header_lines(
-            {**RESPONSE_HEADERS, "Location": self._url(request, upload_id), "Upload-Offset": str(size)}
-        )
-        if lines is None:
-            return None
-        try:
-            self.locker.prepare_new(upload_id)  # so HEADs answered at once know it
-            info = store.create_now(UploadInfo(id=upload_id, size=size, metadata=creation.metadata), body)
-        except (UploadExists, OSError) as error:
-            log.info("POST %s: creating at once failed (%s), creating as usual", request.url.path, error)
-            self.locker.discard(upload_id)
-            return None
-        self._request_counters["POST"].inc()
-        event_request = request_info(request)
-        self.events.created(replace(info, offset=0, finished=False), event_request)
-        self.metrics.bytes_received.inc(size)
-        self.events.finished_now(info, event_request)
-        expires = expires_at(info, self.config.expiration)
-        if expires is not None:
-            lines += header_lines({"Upload-Expires": protocol.format_http_date(expires)}) or b""
-        return lines
 
     async def _store_new(self, info: UploadInfo) -> UploadInfo:
         try:
@@ -361,67 +291,6 @@ class TusHandler:
             headers["Upload-Concat"] = f"final;{partial_urls}"
         return _response(200, headers)
 
-    def head_now(self, upload_id: str, request_headers: list[tuple[bytes, bytes]]) -> bytes | None:
-        """head()'s answer when it needs no waiting, for a HEAD answered inside the HTTP
-        protocol (asgi.TusApp.answer_now): the header lines of its 200. None when anything
-        needs more than a few system calls or is not a plain 200: the lock is busy, the
-        store or the locker is remote, a hook or a completion must run, a header asks for
-        more, or the answer is an error. head() then serves the request.
-
-        The answer is kept with the lock's generation (Locker.hold_now) and given again
-        while the generation holds: nobody changed the upload meanwhile."""
-        store = self._immediate_store
-        if store is None or self.transfers.closing or self.events.hooks.wants("pre-access"):
-            return None
-        resumable = None
-        for name, value in request_headers:
-            if name == b"tus-resumable":
-                resumable = value
-            elif name in HEAD_NOW_REFUSED:
-                return None
-        if (
-            resumable != TUS_VERSION_BYTES
-            or self._headers_too_large(request_headers)
-            or not protocol.is_valid_upload_id(upload_id)
-        ):
-            return None
-        held = self.locker.hold_now(upload_id)
-        if held is None:
-            return None
-        release, generation = held
-        try:
-            seen = self._seen_heads.get(upload_id)
-            if generation and seen is not None and seen[0] == generation:
-                _, expires, lines = seen  # nobody took the lock the usual way since: unchanged
-            else:
-                fresh = self._head_now_of(store.info_now(upload_id))
-                if fresh is None:
-                    return None
-                expires, lines = fresh
-                if generation:
-                    self._remember_head(upload_id, (generation, expires, lines))
-        except UploadNotFound:
-            return None
-        finally:
-            release()
-        if expires is not None and time.time() >= expires:
-            return None  # 410
-        self._request_counters["HEAD"].inc()
-        return lines
-
-    def _head_now_of(self, info: UploadInfo) -> tuple[float | None, bytes] | None:
-        """head_now()'s answer for a loaded upload: when it expires, and the header lines."""
-        if info.is_final or (info.is_complete and not info.verified):
-            return None  # partial URLs need the request's host; completion must run
-        digest = digests.format_repr_digest(recorded_digest(info)) if info.verified else ""
-        lines = header_lines({**RESPONSE_HEADERS, **self._head_headers(info, digest)})
-        return None if lines is None else (expires_at(info, self.config.expiration), lines)
-
-    def _remember_head(self, upload_id: str, seen: tuple[bytes, float | None, bytes]) -> None:
-        if len(self._seen_heads) >= SEEN_HEADS:
-            del self._seen_heads[next(iter(self._seen_heads))]  # the oldest
-        self._seen_heads[upload_id] = seen
-
     def _head_headers(self, info: UploadInfo, repr_digest: str) -> dict[str, str]:
         """A HEAD's description of the upload, but a final upload's partial URLs."""
         headers = {"Cache-Control": "no-store", "Upload-Offset": str(info.offset)}
@@ -455,7 +324,7 @@ class TusHandler:
         )
         content_length = protocol.parse_content_length(headers.get("content-length"))
         checksum = protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS)
-        _reject_checksum_trailer(request)
+        reject_checksum_trailer(request.headers)
         event_request = request_info(request)
 
         transfer = Transfer()
@@ -489,7 +358,8 @@ class TusHandler:
         Called by the lock's holder."""
         await self.store.terminate(upload_id)
         self.completion.forget(upload_id)
-        self._seen_heads.pop(upload_id, None)
+        if self.at_once is not None:
+            self.at_once.forget(upload_id)
         self.locker.discard(upload_id)
 
     async def _declare_size(self, info: UploadInfo, size: int) -> UploadInfo:
@@ -676,47 +546,6 @@ class TusHandler:
         return urls.upload_url(scheme, host, self.config.base_path, upload_id)
 
 
-@dataclass(frozen=True, slots=True)
-class _Creation:
-    """A creation request's headers, parsed and checked (TusError if one is malformed)."""
-
-    headers: Headers
-    concat: protocol.Concat | None
-    metadata: dict[str, str]
-    declared: digests.Digests
-    with_body: bool
-    content_length: int | None
-    checksum: protocol.Checksum | None
-
-    @classmethod
-    def of(cls, request: Request, disable_concatenation: bool) -> _Creation:
-        headers = request.headers
-        concat = None if disable_concatenation else protocol.parse_concat(headers.get("upload-concat"))
-        metadata = protocol.parse_metadata(headers.get("upload-metadata"))
-        declared = digests.declared_digests(metadata.get("checksum"), headers.get("repr-digest"))
-        # Like tusd, a body whose Content-Type is not offset+octet-stream is not
-        # upload data (some HTTP clients force a default type): it is ignored.
-        with_body = protocol.is_offset_octet_stream(headers.get("content-type"))
-        content_length = protocol.parse_content_length(headers.get("content-length"))
-        checksum = (
-            protocol.parse_upload_checksum(headers.get("upload-checksum"), CHECKSUM_ALGORITHMS) if with_body else None
-        )
-        _reject_checksum_trailer(request)
-        return cls(headers, concat, metadata, declared, with_body, content_length, checksum)
-
-    def size(self) -> int | None:
-        """The upload's length, None when deferred (not for a final concatenation)."""
-        return protocol.parse_creation_length(
-            self.headers.get("upload-length"), self.headers.get("upload-defer-length")
-        )
-
-
-def _reject_checksum_trailer(request: Request) -> None:
-    # ASGI cannot deliver request trailers, so checksum-trailer is not offered.
-    if "upload-checksum" in request.headers.get("trailer", "").lower():
-        raise bad_request("ERR_INVALID_CHECKSUM", "checksums in trailers are not supported")
-
-
 class _Progress:
     """post-receive hooks while a body streams: at most one per -progress-hooks-interval
     while the offset moves, and one when the request ends (tusd)."""
@@ -746,21 +575,6 @@ class _Progress:
             self.transfer.stop(response.http.merge_into(stopped), terminate=True)
 
 
-TUS_VERSION_BYTES = protocol.TUS_VERSION.encode()
-# Uploads whose HEAD answer head_now() keeps: W4 asks for 2,000 in turn.
-SEEN_HEADS = 4096
-RESPONSE_HEADERS = {"Tus-Resumable": protocol.TUS_VERSION, "X-Content-Type-Options": "nosniff"}  # on every response
-
-# Request headers that change a HEAD's answer or what it must check: head() serves those.
-HEAD_NOW_REFUSED = frozenset(
-    (
-        b"upload-draft-interop-version",  # the IETF draft (ietf.py)
-        b"want-repr-digest",  # may mean hashing the whole file
-        b"upload-metadata",  # its own size limit
-    )
-)
-
-
 def _response(
     status: int,
     headers: dict[str, str] | None = None,
@@ -768,7 +582,7 @@ def _response(
     media_type: str | None = None,
     hook: HTTPResponse | None = None,
 ) -> Response:
-    all_headers = dict(RESPONSE_HEADERS)
+    all_headers = dict(protocol.RESPONSE_HEADERS)
     all_headers.update(headers or {})
     if hook is not None:
         # A pre-create / pre-finish / pre-terminate hook may shape the response (tusd's MergeWith).

@@ -20,6 +20,8 @@ from .errors import TusError, bad_request
 TUS_VERSION = "1.0.0"
 SUPPORTED_VERSIONS = (TUS_VERSION,)
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"
+# On every response (X-Content-Type-Options: a body is never to be sniffed as a page).
+RESPONSE_HEADERS = {"Tus-Resumable": TUS_VERSION, "X-Content-Type-Options": "nosniff"}
 
 # tusd creates 32 lowercase hex ids; we accept any short URL-safe token so
 # directories written by other tools stay reachable, but never '.', '/' or
