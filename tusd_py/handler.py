@@ -172,14 +172,15 @@ class TusHandler:
 
     async def create(self, request: Request, _: str) -> Response:
         creation = Creation.of(request.headers, self.config.disable_concatenation)
-        concat, metadata, declared = creation.concat, creation.metadata, creation.declared
-        with_body, content_length, checksum = creation.with_body, creation.content_length, creation.checksum
+        concat, with_body = creation.concat, creation.with_body
         event_request = request_info(request)
 
         if concat is not None and concat.is_final:
-            if with_body and content_length != 0:
+            if with_body and creation.content_length != 0:
                 raise TusError(403, "ERR_MODIFY_FINAL", "a final upload cannot carry data")
-            info, hook_response = await self._concatenate(request, concat, metadata, declared, event_request)
+            info, hook_response = await self._concatenate(
+                request, concat, creation.metadata, creation.declared, event_request
+            )
             return _response(201, {"Location": self._url(request, info.id)}, hook=hook_response)
 
         size = creation.size()
@@ -188,12 +189,12 @@ class TusHandler:
         info = UploadInfo(
             id=secrets.token_hex(16),
             size=size,
-            metadata=metadata,
+            metadata=creation.metadata,
             is_partial=concat is not None and concat.is_partial,
-            declared_digests=declared,
+            declared_digests=creation.declared,
         )
         if with_body:
-            self._check_body_fits(info, content_length)  # before anything is created
+            self._check_body_fits(info, creation.content_length)  # before anything is created
         info, hook_response = await self.events.creating(info, event_request)
         info = await self._store_new(info)
         self.events.created(info, event_request)
@@ -204,7 +205,7 @@ class TusHandler:
             if with_body:
                 try:
                     info, failure = await self._receive(
-                        request, info, content_length, checksum, transfer, event_request
+                        request, info, creation.content_length, creation.checksum, transfer, event_request
                     )
                 except OSError as error:  # the upload exists: say where, so it can be resumed
                     raise storage_error(error, response_headers) from None
