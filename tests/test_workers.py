@@ -366,6 +366,36 @@ def test_a_head_on_one_worker_sees_every_patch_made_on_the_other(two_workers: tu
                 assert status == 200 and headers["upload-offset"] == str(offset), (i, headers)
 
 
+def test_a_creation_answered_at_once_is_seen_and_removed_across_workers(
+    two_workers: tuple[TusServer, list[int]],
+) -> None:
+    # A creation whose whole body comes with its headers is stored complete by the worker
+    # that got it, without a lock (spec_notes/serving.md); its lock file is made for the
+    # others. Each worker answers HEADs for it, the other one deletes it, and then neither
+    # knows it.
+    server, pids = two_workers
+    body = b"at once" * 10
+    for creator in range(2):
+        with (
+            connection_to(server, pids, pids[creator]) as first,
+            connection_to(server, pids, pids[1 - creator]) as other,
+        ):
+            headers = {**TUS, **OCTET, "Upload-Length": str(len(body)), "Content-Length": str(len(body))}
+            lines = [f"POST {urlsplit(server.url).path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
+            lines += [f"{name}: {value}" for name, value in headers.items()]
+            first.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)  # one write
+            status, created, _ = first.read_response("POST")
+            assert status == 201 and created["upload-offset"] == str(len(body))
+            url = created["location"]
+            for _ in range(2):  # the second HEAD on each may come from a kept answer
+                for conn in (other, first):
+                    status, described, _ = conn.request("HEAD", url, TUS)
+                    assert status == 200 and described["upload-offset"] == str(len(body)), described
+            assert other.request("DELETE", url, TUS)[0] == 204
+            for conn in (first, other):
+                assert conn.request("HEAD", url, TUS)[0] == 404
+
+
 def test_each_worker_accepts_on_its_own_socket(two_workers: tuple[TusServer, list[int]]) -> None:
     server, pids = two_workers
     mine = {pid: listening_sockets(pid, server.port) for pid in pids}
