@@ -110,6 +110,7 @@ def test_a_whole_small_creation_is_answered_at_once(tmp_path: Path) -> None:
         ("/files/", {"X-HTTP-Method-Override": "PATCH"}, {}),
         ("/files/", {"Upload-Draft-Interop-Version": "6"}, {}),  # the IETF draft
         ("/files/", {"X-Big": "x" * 70_000}, {}),  # 431
+        ("/files/", {"Upload-Metadata": "k " + "YWFh" * 30}, {"max_metadata_size": 100}),  # 400
         ("/files/" + "a" * 32, {}, {}),  # 405
         ("/elsewhere", {}, {}),
     ],

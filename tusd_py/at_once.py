@@ -141,13 +141,10 @@ class AtOnce:
         ):
             return None
         headers = request.headers
-        if (
-            headers.get("tus-resumable") != protocol.TUS_VERSION
-            or tus._headers_too_large(request.scope["headers"])
-            or "upload-draft-interop-version" in headers
-        ):
+        if headers.get("tus-resumable") != protocol.TUS_VERSION or "upload-draft-interop-version" in headers:
             return None
         try:
+            tus._check_header_sizes(request)  # the usual path's limits: headers, metadata
             creation = Creation.of(headers, tus.config.disable_concatenation)
             size = creation.size()
             if size is not None:
