@@ -120,7 +120,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
                 self._deferred = cycle, app
                 return
             # Started after the read that carried it (pipelined): its body is all here or not.
-            if not cycle.more_body and self._answer_now(cycle, app, bytes(cycle.body)):
+            if self._answer_whole(cycle, app):
                 return
         elif not self._body_length and self._answer_now(cycle, app, None):
             return
@@ -131,13 +131,14 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         start it as usual (the rest of its body comes as usual)."""
         assert self._deferred is not None
         (cycle, app), self._deferred = self._deferred, None
-        if (
-            cycle.more_body  # the rest of the body is still to come
-            or cycle is not self.cycle  # a pipelined request was parsed behind it
-            or self.transport.is_closing()
-            or not self._answer_now(cycle, app, bytes(cycle.body))
-        ):
+        if not self._answer_whole(cycle, app):
             super()._start_asgi_task(cycle, app)  # type: ignore[arg-type]
+
+    def _answer_whole(self, cycle: RequestResponseCycle, app: object) -> bool:
+        """Answer at once a request whose whole body has come (none of it is still to come)."""
+        return (
+            not cycle.more_body and not self.transport.is_closing() and self._answer_now(cycle, app, bytes(cycle.body))
+        )
 
     def _may_answer(self, cycle: RequestResponseCycle) -> bool:
         return (
