@@ -89,12 +89,10 @@ class FileStore:
         # Plain descriptors: Python file objects cost more than the system calls here.
         target = self.info_path(info.id)
         temp = f"{target}.{_temp_suffix()}.tmp"
-        document = memoryview(info_codec.encode(info))
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_perms)
             try:
-                while document:
-                    document = document[os.write(fd, document) :]
+                _write_all(fd, info_codec.encode(info))
                 os.fchmod(fd, self.file_perms)  # exactly these, whatever the umask
             finally:
                 os.close(fd)
@@ -140,24 +138,7 @@ class FileStore:
         # The bytes first, then the only .info: a crash in between leaves bytes
         # without an .info, which no request finds (as tusd's creation can).
         info = replace(info, offset=len(body), finished=True, storage=self._storage_fields(info.id))
-        target = self.data_path(info.id)
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_perms)
-        except FileExistsError:
-            raise UploadExists(info.id) from None
-        try:
-            try:
-                view = memoryview(body)
-                while view:
-                    view = view[os.write(fd, view) :]
-                stat = os.fstat(fd)
-            finally:
-                os.close(fd)
-            self._write_info(info)
-        except BaseException:
-            remove_if_present(target)
-            raise
-        return replace(info, updated_at=stat.st_mtime)
+        return self._make_files(info, body)
 
     def _exists(self, upload_id: str) -> bool:
         # os.access rather than os.path.exists: no exception when absent (the usual answer).
@@ -180,33 +161,40 @@ class FileStore:
         if custom_path:
             custom_path = os.path.join(self.directory, custom_path)  # an absolute path stays as it is
         info = replace(info, storage=self._storage_fields(info.id, custom_path))
+        return self._make_files(info, b"", custom_path)  # inline: see _run
 
-        def create_files() -> UploadInfo:
-            if self._exists(info.id):
-                raise UploadExists(info.id)
-            target = self.data_path(info.id)
-            if custom_path:
-                target = custom_path
-                os.makedirs(os.path.dirname(target), exist_ok=True)
+    def _make_files(self, info: UploadInfo, body: Buffer, custom_path: str | None = None) -> UploadInfo:
+        """A new upload's data file holding `body` (at `custom_path`, reached through a symlink
+        at <id>, if given), then its .info. Raises UploadExists if the upload or its data file
+        is there already; on any failure, nothing it made is left behind."""
+        if self._exists(info.id):
+            raise UploadExists(info.id)
+        target = custom_path or self.data_path(info.id)
+        if custom_path:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_perms)
+        except FileExistsError:
+            raise UploadExists(info.id) from None
+        made = [target]  # no upload without its info
+        try:
             try:
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_perms)
                 if custom_path:
-                    os.symlink(target, self.data_path(info.id))
-            except FileExistsError:
-                raise UploadExists(info.id) from None
-            try:
+                    try:
+                        os.symlink(target, self.data_path(info.id))
+                    except FileExistsError:
+                        raise UploadExists(info.id) from None
+                    made.append(self.data_path(info.id))
+                _write_all(fd, body)
                 stat = os.fstat(fd)
             finally:
                 os.close(fd)
-            try:
-                self._write_info(info)
-            except BaseException:
-                for path in {target, self.data_path(info.id)}:  # no upload without its info
-                    remove_if_present(path)
-                raise
-            return replace(info, updated_at=stat.st_mtime)
-
-        return create_files()  # inline: see _run
+            self._write_info(info)
+        except BaseException:
+            for path in made:
+                remove_if_present(path)
+            raise
+        return replace(info, updated_at=stat.st_mtime)
 
     async def update_info(self, info: UploadInfo) -> None:
         self._write_info(info)  # inline: see _run
@@ -305,6 +293,12 @@ def _temp_suffix() -> str:
     # Not secret: O_EXCL refuses a name that exists, and nothing else can be at it (a
     # symlink included). random instead of secrets: no getrandom call (~2 % of W3).
     return f"{random.getrandbits(32):08x}"
+
+
+def _write_all(fd: int, data: Buffer) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _read_small(path: str) -> bytes:
