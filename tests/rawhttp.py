@@ -94,3 +94,9 @@ def send_until_closed(server: TusServer, request: bytes, timeout: float = TIMEOU
             assert time.monotonic() < deadline, "the server did not close in time"
             received += chunk
     return received
+
+
+def parsed(lines: bytes) -> dict[bytes, bytes]:
+    """Header lines of an answer given inside the protocol (asgi.header_lines) as a dict."""
+    assert lines.endswith(b"\r\n")
+    return dict(line.split(b": ", 1) for line in lines[:-2].split(b"\r\n"))  # type: ignore[misc]

@@ -17,11 +17,10 @@ import anyio
 import httpx
 import pytest
 from conftest import TUS, TusServer, create, head, patch
+from hookdir import HookDir, hooks_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rawhttp import exchange, read_bodiless, send_until_closed
-from test_head_now import BOUND, parsed
-from test_hooks_file import HookDir, hooks_of
+from rawhttp import exchange, parsed, read_bodiless, send_until_closed
 
 from tusd_py.app import create_app
 from tusd_py.asgi import TusApp
@@ -30,6 +29,7 @@ from tusd_py.lockers import FileLocker, MemoryLocker
 from tusd_py.stores import FileStore
 
 BODY = b"0123456789"
+BOUND = 10.0  # seconds, for any wait on the server
 
 
 def scope(path: str = "/files/", body: bytes = BODY, **headers: str) -> dict[str, object]:

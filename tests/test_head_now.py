@@ -16,7 +16,7 @@ import pytest
 from conftest import TUS, TusServer, create, head, patch, run_bounded
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rawhttp import exchange, send_until_closed
+from rawhttp import exchange, parsed, send_until_closed
 
 from tusd_py.app import create_app
 from tusd_py.asgi import TusApp, header_lines
@@ -43,12 +43,6 @@ def scope(path: str, **headers: str) -> dict[str, object]:
         "root_path": "",
         "headers": [(name.lower().encode(), value.encode()) for name, value in names.items()],
     }
-
-
-def parsed(lines: bytes) -> dict[bytes, bytes]:
-    """Header lines (asgi.header_lines) as a dict."""
-    assert lines.endswith(b"\r\n")
-    return dict(line.split(b": ", 1) for line in lines[:-2].split(b"\r\n"))  # type: ignore[misc]
 
 
 def stored(tmp_path: Path, info: UploadInfo, data: bytes = b"") -> FileStore:
